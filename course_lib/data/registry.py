@@ -1,0 +1,245 @@
+"""The kit's download registry: every remote file, pinned and hash-checked.
+
+``registry.csv`` beside this module lists each file the kit uses: a key, a URL pinned to
+a commit, a hash (``sha256:...``, or ``gitsha1:...`` for files known only by their git
+blob id), the licence, a citation and a one-line description.
+
+:func:`fetch` resolves a key in this order and checks the hash before returning:
+
+1. the local cache, ``$COURSE_DATA_DIR`` (default: the OS cache folder, see :func:`cache_dir`);
+2. an offline mirror, ``$COURSE_DATA_MIRROR``: a folder laid out as ``OWNER/REPO/COMMIT/PATH``,
+   the path of the raw URL, so a workshop can serve every file from a USB stick;
+3. the network (through pooch).
+
+The cache uses the mirror's layout too, so a filled cache is itself a mirror: copy it
+to a stick and point ``COURSE_DATA_MIRROR`` at the copy.
+"""
+
+import csv
+import difflib
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+REGISTRY_FILE = Path(__file__).with_name("registry.csv")
+CACHE_ENV_VAR = "COURSE_DATA_DIR"
+MIRROR_ENV_VAR = "COURSE_DATA_MIRROR"
+HASH_ALGORITHMS = ("sha256", "gitsha1")
+
+
+class UnknownKeyError(LookupError):
+    """A key that is not in the registry."""
+
+
+class HashMismatchError(RuntimeError):
+    """A file whose content does not match its registered hash."""
+
+
+class DataUnavailableError(RuntimeError):
+    """A file that is neither cached, nor in the mirror, nor downloadable."""
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One remote file of the registry."""
+
+    key: str
+    url: str
+    hash: str
+    size: int | None
+    licence: str
+    citation: str
+    description: str
+
+    @property
+    def relative_path(self):
+        """``OWNER/REPO/COMMIT/PATH``: the URL's path, used by the mirror and the cache."""
+        return urlparse(self.url).path.lstrip("/")
+
+
+@functools.cache
+def load_registry(path=REGISTRY_FILE):
+    """Read the registry CSV into a dict key -> :class:`RegistryEntry`."""
+    entries = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            size = int(row["size"]) if row["size"] else None
+            entries[row["key"]] = RegistryEntry(
+                row["key"], row["url"], row["hash"], size,
+                row["licence"], row["citation"], row["description"],
+            )
+    return entries
+
+
+def get_entry(key):
+    """Return the :class:`RegistryEntry` of ``key``; an unknown key lists the closest ones."""
+    registry = load_registry()
+    if key in registry:
+        return registry[key]
+    close = difflib.get_close_matches(key, registry, n=5, cutoff=0.4)
+    if not close:
+        prefix = key.split("/", 1)[0]
+        close = [k for k in registry if k.startswith(prefix)][:5]
+    hint = ("closest keys: " + ", ".join(close)) if close else "no similar key"
+    raise UnknownKeyError(
+        f"unknown data key {key!r} ({hint}). `course-kit fetch --list` shows every key."
+    )
+
+
+def cache_dir():
+    """The local cache: ``$COURSE_DATA_DIR``, else the OS cache folder of ``course-kit``."""
+    configured = os.environ.get(CACHE_ENV_VAR)
+    if configured:
+        return Path(configured).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("course-kit"))
+
+
+def mirror_dir():
+    """The offline mirror given by ``$COURSE_DATA_MIRROR``, or None."""
+    configured = os.environ.get(MIRROR_ENV_VAR)
+    return Path(configured).expanduser() if configured else None
+
+
+def cached_path(key):
+    """Where ``key`` lives (or would live) in the local cache."""
+    return cache_dir() / get_entry(key).relative_path
+
+
+def file_hash(path, algorithm):
+    """Hex digest of a file: ``sha256``, or ``gitsha1`` = sha1(b"blob <size>\\0" + bytes)."""
+    if algorithm == "sha256":
+        digest = hashlib.sha256()
+    elif algorithm == "gitsha1":
+        digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
+    else:
+        raise ValueError(f"unknown hash algorithm {algorithm!r}; use one of {HASH_ALGORITHMS}")
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash_matches(path, entry):
+    algorithm, expected = entry.hash.split(":", 1)
+    actual = file_hash(path, algorithm)
+    return actual == expected, f"{algorithm}:{actual}"
+
+
+def _set_aside(path, actual):
+    """Move a corrupt file out of the way so that it is never used, and return its new path."""
+    bad = path.with_name(f"{path.name}.bad-{actual.split(':', 1)[1][:12]}")
+    os.replace(path, bad)
+    return bad
+
+
+def _copy_atomically(source, destination):
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, destination)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _download(url, destination, progressbar):
+    """Download ``url`` to ``destination`` with pooch (which writes atomically)."""
+    import pooch
+
+    pooch.get_logger().setLevel("WARNING")
+    pooch.retrieve(
+        url,
+        known_hash=None,  # checked by fetch(), which also knows git blob hashes
+        fname=destination.name,
+        path=destination.parent,
+        downloader=pooch.HTTPDownloader(progressbar=progressbar, timeout=60),
+    )
+
+
+def locate(key):
+    """Where ``key`` can be had right now without downloading: "cache", "mirror" or None.
+
+    Existence only; :func:`fetch` checks the hash.
+    """
+    if cached_path(key).is_file():
+        return "cache"
+    mirror = mirror_dir()
+    if mirror is not None and (mirror / get_entry(key).relative_path).is_file():
+        return "mirror"
+    return None
+
+
+def fetch(key, progressbar=False):
+    """Return the local path of registry file ``key``, fetching it if needed.
+
+    Order: cache, then ``$COURSE_DATA_MIRROR``, then the network. The file's hash is
+    checked before it is returned; a cached or downloaded file with the wrong hash is
+    moved aside (``<name>.bad-<hash>``) and :class:`HashMismatchError` is raised.
+    """
+    entry = get_entry(key)
+    target = cached_path(key)
+
+    if target.is_file():
+        ok, actual = _hash_matches(target, entry)
+        if ok:
+            return target
+        bad = _set_aside(target, actual)
+        raise HashMismatchError(
+            f"cached file for {key!r} is corrupt: expected {entry.hash}, got {actual}. "
+            f"It was moved aside to {bad}; run the fetch again to get a fresh copy."
+        )
+
+    mirror = mirror_dir()
+    mirrored = mirror / entry.relative_path if mirror is not None else None
+    if mirrored is not None and mirrored.is_file():
+        ok, actual = _hash_matches(mirrored, entry)
+        if not ok:
+            raise HashMismatchError(
+                f"mirror copy of {key!r} at {mirrored} has the wrong hash: expected "
+                f"{entry.hash}, got {actual}. It was not used; replace it in the mirror."
+            )
+        _copy_atomically(mirrored, target)
+        return target
+
+    try:
+        _download(entry.url, target, progressbar)
+    except Exception as error:  # no network, HTTP error, DNS failure, ...
+        where = f"the mirror {mirror} has no {entry.relative_path}" if mirror else (
+            f"{MIRROR_ENV_VAR} is not set"
+        )
+        raise DataUnavailableError(
+            f"cannot get {key!r}: download of {entry.url} failed ({type(error).__name__}: "
+            f"{error}) and {where}. Either place the file by hand at {target}, or set "
+            f"{MIRROR_ENV_VAR} to a folder laid out as OWNER/REPO/COMMIT/PATH that holds it."
+        ) from error
+
+    ok, actual = _hash_matches(target, entry)
+    if not ok:
+        bad = _set_aside(target, actual)
+        raise HashMismatchError(
+            f"download of {key!r} from {entry.url} has the wrong hash: expected {entry.hash}, "
+            f"got {actual}. It was moved aside to {bad} and not used."
+        )
+    return target
+
+
+def try_fetch(key):
+    """Like :func:`fetch`, but print why and return None when the file cannot be had.
+
+    For notebooks, whose real-data sections are skipped (with the reason shown) on a
+    machine that has neither the network nor a mirror.
+    """
+    try:
+        return fetch(key)
+    except DataUnavailableError as error:
+        print(f"[real data unavailable, section skipped] {error}")
+        return None
