@@ -1,0 +1,403 @@
+"""BreakHis on disk: synthetic look-alikes, readers, the A-MIL layout and MIL bags.
+
+BreakHis [1]_ has 7,909 RGB PNGs of 700 x 460 px from 82 patients, at 40X,
+100X, 200X and 400X. Every file name carries all labels
+(``SOB_M_DC-14-2523-40-010.png``, see
+:func:`~course_lib.phantoms.histology.parse_breakhis_filename`), so a reader
+needs the folders only for the train/test split. Three folder layouts are
+handled:
+
+``"archive"``, the official download::
+
+    BreaKHis_v1/histology_slides/breast/<benign|malignant>/SOB/<subtype folder>/
+        SOB_<B|M>_<subtype>_<year>-<patient id>/<40X|100X|200X|400X>/<file>.png
+
+  The archive itself has no split; :func:`build_breakhis_phantom_dataset`
+  writes one to ``Folds.csv`` (columns ``fold, mag, grp, filename``, filename
+  relative to the root), modelled on the fold table that circulates with the
+  Kaggle copy of the archive.
+
+``"kaggle"``, the "BreakHis fold1" layout the A-MIL code starts from::
+
+    fold1/<train|test>/<40X|100X|200X|400X>/<B_40X|M_40X|...>/<file>.png
+
+  The class folders are the class letter and the magnification folder name
+  (``B_40X``, ``M_400X``); the reader only uses their first letter.
+
+A-MIL's own layout, written by :func:`make_amil_layout`::
+
+    <40X|...>/<train|test>/<0|1>/<file>.png
+
+Synthetic data sets also hold a ``masks/`` folder that mirrors the image tree:
+``masks/<relative path of the image>`` is an 8-bit PNG, 255 inside the
+malignant region and 0 elsewhere (all 0 for benign images).
+
+References
+----------
+.. [1] Spanhol FA, Oliveira LS, Petitjean C, Heutte L. A dataset for breast
+       cancer histopathological image classification. IEEE Trans Biomed Eng
+       63(7):1455-1462, 2016.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from course_lib.datasets import atomic_output
+from course_lib.phantoms.histology import (
+    BENIGN_SUBTYPES,
+    MAGNIFICATIONS,
+    MALIGNANT_SUBTYPES,
+    SUBTYPES,
+    make_histology,
+    parse_breakhis_filename,
+)
+
+__all__ = [
+    "LAYOUTS",
+    "BAG_CROP_TOP",
+    "BAG_SHAPE",
+    "TILE_SIZE",
+    "GRID_SHAPE",
+    "build_breakhis_phantom_dataset",
+    "read_breakhis",
+    "make_amil_layout",
+    "image_to_bag",
+    "bag_grid_positions",
+    "mask_to_instance_labels",
+]
+
+LAYOUTS = ("kaggle", "archive")
+ARCHIVE_ROOT = Path("BreaKHis_v1", "histology_slides", "breast")
+MASKS_FOLDER = "masks"
+FOLDS_FILE = "Folds.csv"
+
+#: A-MIL bag geometry (SEED_SPECS 3.2): the 460 x 700 image is centre-cropped
+#: to 448 x 700, keeping rows 6..453, and cut into 16 x 25 tiles of 28 x 28.
+BAG_SHAPE = (448, 700)
+TILE_SIZE = 28
+GRID_SHAPE = (BAG_SHAPE[0] // TILE_SIZE, BAG_SHAPE[1] // TILE_SIZE)
+BAG_CROP_TOP = 6
+
+_COLUMNS = ["path", "label", "class_name", "subtype", "patient_id", "magnification",
+            "split", "fold", "mask_path"]
+
+
+def _magnification_folder(magnification):
+    """Folder name of a magnification: 40 -> "40X"."""
+    return f"{int(magnification)}X"
+
+
+# --------------------------------------------------------------------------- build
+
+def build_breakhis_phantom_dataset(root, n_patients, images_per_patient_per_mag, layout="kaggle",
+                                   seed=0, magnifications=MAGNIFICATIONS, test_fraction=0.3):
+    """Write a synthetic BreakHis look-alike in a real BreakHis folder layout.
+
+    Patients alternate between benign and malignant (in a shuffled order) and
+    cycle through the four subtypes of their class; all of a patient's images
+    share its subtype. The train/test split is made per patient, within each
+    class, so no patient is on both sides. The same arguments write the same
+    files.
+
+    Parameters
+    ----------
+    root : path-like
+        Output folder (created).
+    n_patients : int
+        Number of synthetic patients; ids are ``SYN0001``, ``SYN0002``, ...
+    images_per_patient_per_mag : int
+    layout : {"kaggle", "archive"}
+        See the module docstring. "kaggle" writes ``fold1``; "archive" writes
+        ``BreaKHis_v1/...`` and ``Folds.csv`` (fold 1).
+    seed : int
+    magnifications : sequence of int
+    test_fraction : float
+        Fraction of each class's patients put in the test split (at least
+        one when the class has two patients or more).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`read_breakhis` of ``root``.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    root = Path(root)
+    patients = _synthetic_patients(n_patients, test_fraction, seed)
+    fold_rows = []
+    for patient_index, patient in enumerate(patients):
+        for magnification in magnifications:
+            for seq in range(1, images_per_patient_per_mag + 1):
+                image_seed = _image_seed(seed, patient_index, magnification, seq)
+                phantom = make_histology(image_seed, patient["label"], patient["subtype"],
+                                         magnification, patient_id=patient["patient_id"], seq=seq)
+                relative = _relative_path(layout, phantom, patient["split"])
+                _write_png(root / relative, phantom.image)
+                _write_png(root / MASKS_FOLDER / relative, phantom.tumour_mask.astype(np.uint8) * 255)
+                fold_rows.append({"fold": 1, "mag": int(magnification), "grp": patient["split"],
+                                  "filename": relative.as_posix()})
+    if layout == "archive":
+        with atomic_output(root / FOLDS_FILE) as tmp:
+            pd.DataFrame(fold_rows).to_csv(tmp, index=False)
+    return read_breakhis(root)
+
+
+def _synthetic_patients(n_patients, test_fraction, seed):
+    """Patient records: id, label, subtype and split (split per class, per patient)."""
+    rng = np.random.default_rng([seed, 0])
+    labels = np.array(["benign", "malignant"] * (n_patients // 2 + 1))[:n_patients]
+    labels = labels[rng.permutation(n_patients)]
+    patients = []
+    counts = {"benign": 0, "malignant": 0}
+    for k, label in enumerate(labels):
+        codes = sorted(BENIGN_SUBTYPES if label == "benign" else MALIGNANT_SUBTYPES)
+        patients.append({"patient_id": f"SYN{k + 1:04d}", "label": str(label),
+                         "subtype": codes[counts[label] % len(codes)], "split": "train"})
+        counts[label] += 1
+    for label, count in counts.items():
+        n_test = int(round(test_fraction * count))
+        if count >= 2:
+            n_test = min(max(n_test, 1), count - 1)  # both splits see every class
+        members = [p for p in patients if p["label"] == label]
+        for index in rng.permutation(len(members))[:n_test]:
+            members[index]["split"] = "test"
+    return patients
+
+
+def _image_seed(seed, patient_index, magnification, seq):
+    """Independent, reproducible seed for one image."""
+    return int(np.random.SeedSequence([seed, patient_index, magnification, seq]).generate_state(1)[0])
+
+
+def _relative_path(layout, phantom, split):
+    """Where an image goes in ``layout``, relative to the root."""
+    fields = parse_breakhis_filename(phantom.filename)
+    mag = _magnification_folder(phantom.magnification)
+    if layout == "kaggle":
+        return Path("fold1", split, mag, f"{fields['label'][0].upper()}_{mag}", phantom.filename)
+    patient_folder = (f"{fields['procedure']}_{fields['label'][0].upper()}_{fields['subtype']}"
+                      f"_{fields['year']:02d}-{fields['patient_id']}")
+    return Path(ARCHIVE_ROOT, fields["label"], fields["procedure"], SUBTYPES[fields["subtype"]],
+                patient_folder, mag, phantom.filename)
+
+
+def _write_png(path, array):
+    """Save an array as PNG, atomically."""
+    with atomic_output(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+# --------------------------------------------------------------------------- read
+
+def read_breakhis(root, fold=1):
+    """Index the BreakHis images under ``root``, whatever the layout.
+
+    Works on the "archive" and "kaggle" layouts, on A-MIL's layout and on a
+    flat folder of original files: labels come from the file names, the split
+    from a ``train``/``test`` folder on the path or from ``Folds.csv``.
+    Files whose names are not BreakHis names are ignored, and so is the
+    ``masks/`` tree.
+
+    Parameters
+    ----------
+    root : path-like
+    fold : int
+        Fold to keep where the layout has several (``fold<k>`` folders or
+        ``Folds.csv``); images outside any fold structure are always kept.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image, sorted by path: ``path`` (str), ``label`` (0 benign,
+        1 malignant), ``class_name``, ``subtype`` (code), ``patient_id``,
+        ``magnification`` (int), ``split`` ("train"/"test" or None), ``fold``
+        (int or None) and ``mask_path`` (str or None).
+    """
+    root = Path(root)
+    folds = _read_folds(root / FOLDS_FILE, fold)
+    rows = []
+    for path in sorted(root.rglob("*.png")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == MASKS_FOLDER:
+            continue
+        try:
+            fields = parse_breakhis_filename(path.name)
+        except ValueError:
+            continue
+        fold_of_path = _fold_from_parts(relative.parts)
+        if fold_of_path is not None and fold_of_path != fold:
+            continue
+        split = _split_from_parts(relative.parts)
+        if split is None and relative.as_posix() in folds:
+            split, fold_of_path = folds[relative.as_posix()], fold
+        mask = root / MASKS_FOLDER / relative
+        rows.append({
+            "path": str(path),
+            "label": fields["label_index"],
+            "class_name": fields["label"],
+            "subtype": fields["subtype"],
+            "patient_id": fields["patient_id"],
+            "magnification": fields["magnification"],
+            "split": split,
+            "fold": fold_of_path,
+            "mask_path": str(mask) if mask.is_file() else None,
+        })
+    table = pd.DataFrame(rows, columns=_COLUMNS)
+    return table.astype({"label": int, "magnification": int}) if len(table) else table
+
+
+def _read_folds(path, fold):
+    """``{relative path: split}`` of one fold of a Folds.csv, or {} when there is none."""
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path)
+    table = table[table["fold"] == fold]
+    return {Path(name).as_posix(): _normalise_split(group)
+            for name, group in zip(table["filename"], table["grp"])}
+
+
+def _normalise_split(name):
+    """Lower-case split name, with the spellings of "validation" merged."""
+    name = str(name).lower()
+    return "validation" if name in ("val", "valid", "validation") else name
+
+
+def _split_from_parts(parts):
+    """The first train/test/validation folder on a relative path, or None."""
+    for part in parts[:-1]:
+        if part.lower() in ("train", "test", "val", "valid", "validation"):
+            return _normalise_split(part)
+    return None
+
+
+def _fold_from_parts(parts):
+    """k of the first ``fold<k>`` folder on a relative path, or None."""
+    for part in parts[:-1]:
+        if part.lower().startswith("fold") and part[4:].isdigit():
+            return int(part[4:])
+    return None
+
+
+# --------------------------------------------------------------------------- A-MIL
+
+def make_amil_layout(df, dest, mode="copy"):
+    """Lay the images of ``df`` out as A-MIL expects: ``<mag>X/<split>/<0|1>/<file>``.
+
+    The source files are never modified. With ``mode="copy"`` each file is
+    copied (atomically); with ``mode="symlink"`` an absolute symbolic link to
+    the source is made instead, which saves space but breaks if the source
+    moves. Masks are not copied; ``mask_path`` keeps pointing at the source.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        From :func:`read_breakhis`; every row needs a ``split``.
+    dest : path-like
+        Output folder (created).
+    mode : {"copy", "symlink"}
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``df`` with ``path`` pointing into ``dest`` and the original path in
+        ``source_path``.
+    """
+    if mode not in ("copy", "symlink"):
+        raise ValueError(f"mode must be 'copy' or 'symlink', got {mode!r}")
+    if df["split"].isna().any():
+        raise ValueError("every image needs a split: read a layout with train/test folders or "
+                         "Folds.csv, or fill df['split'] first")
+    dest = Path(dest)
+    targets = [dest / _magnification_folder(mag) / split / str(label) / Path(path).name
+               for path, mag, split, label in zip(df["path"], df["magnification"], df["split"],
+                                                  df["label"])]
+    if len(set(targets)) != len(targets):
+        raise ValueError("two images would land on the same A-MIL path (same file name twice?)")
+    for source, target in zip(df["path"], targets):
+        _place(Path(source), target, mode)
+    laid_out = df.copy()
+    laid_out["source_path"] = laid_out["path"]
+    laid_out["path"] = [str(t) for t in targets]
+    return laid_out
+
+
+def _place(source, target, mode):
+    """Copy or symlink ``source`` to ``target`` atomically, replacing what is there."""
+    if mode == "copy":
+        with atomic_output(target) as tmp:
+            shutil.copyfile(source, tmp)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    os.symlink(source.resolve(), tmp)
+    os.replace(tmp, target)
+
+
+# --------------------------------------------------------------------------- bags
+
+def _bag_crop(array):
+    """Centre crop to 448 x 700 rows x cols, rounding the top offset like torchvision."""
+    rows, cols = array.shape[:2]
+    if rows < BAG_SHAPE[0] or cols != BAG_SHAPE[1]:
+        raise ValueError(f"expected a BreakHis image of >= {BAG_SHAPE[0]} x {BAG_SHAPE[1]} "
+                         f"(rows x cols), got {rows} x {cols}")
+    top = int(round((rows - BAG_SHAPE[0]) / 2.0))
+    return array[top: top + BAG_SHAPE[0]]
+
+
+def image_to_bag(image):
+    """One BreakHis image as an A-MIL bag of 400 instances.
+
+    Centre-crop to 448 x 700 (rows 6..453 of a 460-row image), cut into
+    16 x 25 non-overlapping 28 x 28 tiles in row-major order, scale to [0, 1];
+    no normalisation (SEED_SPECS 3.2).
+
+    Parameters
+    ----------
+    image : (rows, 700, 3) uint8, or float in [0, 1]
+
+    Returns
+    -------
+    bag : (400, 3, 28, 28) float32 ndarray
+        ``bag[r * 25 + c]`` is the tile at rows ``6 + 28 r``, cols ``28 c``.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image (rows, cols, 3), got shape {image.shape}")
+    crop = _bag_crop(image)
+    crop = crop.astype(np.float32) / 255.0 if crop.dtype == np.uint8 else crop.astype(np.float32)
+    tiles = crop.reshape(GRID_SHAPE[0], TILE_SIZE, GRID_SHAPE[1], TILE_SIZE, 3)
+    return np.ascontiguousarray(tiles.transpose(0, 2, 4, 1, 3).reshape(-1, 3, TILE_SIZE, TILE_SIZE))
+
+
+def bag_grid_positions():
+    """(400, 2) int array: the (row, col) grid index of each bag instance, row-major.
+
+    The tile of instance ``i`` covers image rows ``6 + 28 * row`` and columns
+    ``28 * col`` onwards, 28 px each way.
+    """
+    rows, cols = np.unravel_index(np.arange(GRID_SHAPE[0] * GRID_SHAPE[1]), GRID_SHAPE)
+    return np.stack([rows, cols], axis=1)
+
+
+def mask_to_instance_labels(mask):
+    """Fraction of each bag tile inside a mask (e.g. the tumour), in bag order.
+
+    Parameters
+    ----------
+    mask : (rows, 700) bool or 0/255 array
+
+    Returns
+    -------
+    fractions : (400,) float32 ndarray
+        Use ``fractions > 0.5`` as instance labels, or the fractions to score
+        attention maps.
+    """
+    crop = _bag_crop(np.asarray(mask) > 0)
+    tiles = crop.reshape(GRID_SHAPE[0], TILE_SIZE, GRID_SHAPE[1], TILE_SIZE)
+    return tiles.mean(axis=(1, 3), dtype=np.float32).reshape(-1)
