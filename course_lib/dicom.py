@@ -276,7 +276,9 @@ def _decode(ds, path):
     try:
         return ds.pixel_array
     except Exception as error:
-        raise DicomError(f"could not decode the pixel data of {path} ({syntax.name}): {error}") from error
+        raise DicomError(
+            f"could not decode the pixel data of {path} ({syntax.name}): {error}"
+        ) from error
 
 
 def read_mammogram(path, apply_voi_lut=False, *, laterality=None):

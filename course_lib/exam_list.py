@@ -1,0 +1,252 @@
+"""GMIC exam lists: a documented JSON format, and a safe reader for the legacy pickles.
+
+Format
+------
+An exam list is a JSON array with one object per exam (plain ints, strings and
+lists only, no NumPy types)::
+
+    [
+    {"horizontal_flip": "NO",
+     "L-CC": ["0_L-CC"], "R-CC": ["0_R-CC"], "L-MLO": ["0_L-MLO"], "R-MLO": ["0_R-MLO"],
+     "cancer_label": {"benign": 1, "malignant": 0, "left_benign": 0, "right_benign": 1,
+                      "left_malignant": 0, "right_malignant": 0, "unknown": 0},
+     "window_location": {"L-CC": [[0, 2023, 0, 801]], ...},
+     "rightmost_points": {"L-CC": [[[948, 957], 750]], ...},
+     "bottommost_points": {"L-CC": [[1972, [100, 100]]], ...},
+     "distance_from_starting_side": {"L-CC": [0], ...},
+     "best_center": {"L-CC": [[1011, -211]], ...}}
+    ]
+
+Required for every exam:
+
+- ``horizontal_flip``: ``"NO"`` (R views are mirrored at load) or ``"YES"`` (L views are);
+- ``L-CC``, ``R-CC``, ``L-MLO``, ``R-MLO``: lists of image short names (file name
+  without folder or extension; several images per view are allowed);
+- ``cancer_label``: ints 0/1, at least ``left_benign``, ``right_benign``,
+  ``left_malignant`` and ``right_malignant`` (a view's labels come from its side).
+
+Added by preprocessing, each a dict view -> list with one entry per image of that view:
+
+- stage 1 (:func:`course_lib.preprocessing.gmic.crop_mammogram`):
+  ``window_location`` (top, bottom, left, right), ``rightmost_points``
+  ((y_first, y_last), x), ``bottommost_points`` (y, (x_first, x_last)),
+  ``distance_from_starting_side`` (int);
+- stage 2 (:func:`course_lib.preprocessing.gmic.optimal_center`): ``best_center`` (y, x).
+
+Other keys (e.g. GMIC's ``L-CC_benign_seg``) are kept as they are.
+"""
+
+import codecs
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "VIEWS",
+    "ExamListError",
+    "UnsafePickleError",
+    "read_exam_list",
+    "write_exam_list",
+    "validate_exam_list",
+]
+
+VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
+LABEL_KEYS = ("left_benign", "right_benign", "left_malignant", "right_malignant")
+
+
+class ExamListError(ValueError):
+    """An exam list that does not follow the format."""
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle that asks to load something other than plain data."""
+
+
+# --- value checks: name -> (test, description) --------------------------------------
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_pair(value, test=_is_int):
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(test, value))
+
+
+_PREPROCESSING_KEYS = {
+    "window_location": (
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 4 and all(map(_is_int, v)),
+        "[top, bottom, left, right]",
+    ),
+    "rightmost_points": (
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and _is_pair(v[0]) and _is_int(v[1]),
+        "[[y_first, y_last], x]",
+    ),
+    "bottommost_points": (
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and _is_int(v[0]) and _is_pair(v[1]),
+        "[y, [x_first, x_last]]",
+    ),
+    "distance_from_starting_side": (_is_int, "an int"),
+    "best_center": (_is_pair, "[y, x]"),
+}
+
+
+def validate_exam_list(exams, path=None):
+    """Check ``exams`` against the format; raise :class:`ExamListError` naming exam and key."""
+    where = str(path) if path is not None else "exam list"
+    if not isinstance(exams, list):
+        raise ExamListError(f"{where}: an exam list is a list of exams, got {type(exams).__name__}")
+    for index, exam in enumerate(exams):
+        _validate_exam(exam, f"{where}: exam {index}")
+
+
+def _validate_exam(exam, at):
+    if not isinstance(exam, dict):
+        raise ExamListError(f"{at}: an exam is a dict, got {type(exam).__name__}")
+    for key in ("horizontal_flip", *VIEWS, "cancer_label"):
+        if key not in exam:
+            raise ExamListError(
+                f"{at}: missing key {key!r} (every exam needs horizontal_flip, "
+                f"{', '.join(VIEWS)} and cancer_label)"
+            )
+    flip = exam["horizontal_flip"]
+    if flip not in ("NO", "YES"):
+        raise ExamListError(f"{at}: horizontal_flip must be 'NO' or 'YES', not {flip!r}")
+    for view in VIEWS:
+        names = exam[view]
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise ExamListError(f"{at}: {view!r} must be a list of image short names, got {names!r}")
+    labels = exam["cancer_label"]
+    if not isinstance(labels, dict):
+        raise ExamListError(f"{at}: 'cancer_label' must be a dict, got {labels!r}")
+    for key in LABEL_KEYS:
+        if key not in labels:
+            raise ExamListError(f"{at}: missing key 'cancer_label.{key}'")
+        if not _is_int(labels[key]) or labels[key] not in (0, 1):
+            raise ExamListError(f"{at}: 'cancer_label.{key}' must be 0 or 1, not {labels[key]!r}")
+    for key, (test, shape) in _PREPROCESSING_KEYS.items():
+        if key in exam:
+            _validate_per_view(exam, key, test, shape, at)
+
+
+def _validate_per_view(exam, key, test, shape, at):
+    per_view = exam[key]
+    if not isinstance(per_view, dict):
+        kind = type(per_view).__name__
+        raise ExamListError(f"{at}: {key!r} must be a dict view -> list, got {kind}")
+    for view in VIEWS:
+        if view not in per_view:
+            raise ExamListError(f"{at}: missing key '{key}.{view}'")
+        values = per_view[view]
+        if not isinstance(values, (list, tuple)) or len(values) != len(exam[view]):
+            raise ExamListError(
+                f"{at}: '{key}.{view}' must be a list with one entry per image "
+                f"({len(exam[view])}), got {values!r}"
+            )
+        for value in values:
+            if not test(value):
+                raise ExamListError(f"{at}: '{key}.{view}' entries must be {shape}, got {value!r}")
+
+
+# --- plain values -------------------------------------------------------------------
+
+
+def _to_plain(value):
+    """The same data with NumPy scalars/arrays and tuples turned into int, float, list."""
+    if isinstance(value, dict):
+        return {key: _to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _to_plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --- legacy pickles -----------------------------------------------------------------
+
+
+def _allowed_globals():
+    """The only globals a GMIC exam-list pickle needs: NumPy's scalar and array rebuilders.
+
+    They are taken from NumPy's own pickling (``__reduce__``) rather than from
+    their private modules, which moved between NumPy 1 and 2.
+    """
+    scalar = np.int64(0).__reduce__()[0]
+    reconstruct = np.zeros(0).__reduce__()[0]
+    allowed = {("numpy", "dtype"): np.dtype, ("numpy", "ndarray"): np.ndarray}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "scalar")] = scalar
+        allowed[(module, "_reconstruct")] = reconstruct
+    # Protocol-2 pickles of NumPy scalars wrap their bytes as _codecs.encode(str, "latin1").
+    allowed[("_codecs", "encode")] = codecs.encode
+    return allowed
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickler that loads plain data and NumPy numbers/arrays, and nothing else."""
+
+    def __init__(self, file, path):
+        super().__init__(file)
+        self._path = path
+        self._allowed = _allowed_globals()
+
+    def find_class(self, module, name):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"{self._path}: refused to load the global {module}.{name}; an exam-list "
+                "pickle holds only lists, dicts, strings and numbers. Do not load this file "
+                "with pickle: it may run code. Convert trusted lists to JSON with write_exam_list."
+            ) from None
+
+
+def read_exam_list(path):
+    """Read an exam list: JSON (``.json``), or a legacy GMIC pickle (``.pkl``/``.pickle``).
+
+    Pickles are read with a restricted unpickler that accepts only plain
+    containers, str, int, float, bool, None and NumPy scalars/arrays; anything
+    else raises :class:`UnsafePickleError` before it can run. NumPy values are
+    returned as plain Python ints/floats/lists, tuples as lists. The result is
+    checked with :func:`validate_exam_list`.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        with open(path, encoding="utf-8") as f:
+            exams = json.load(f)
+    elif suffix in (".pkl", ".pickle"):
+        with open(path, "rb") as f:
+            exams = _PlainDataUnpickler(f, path).load()
+    else:
+        raise ExamListError(f"{path}: unknown exam-list type {suffix!r}; use .json or .pkl")
+    exams = _to_plain(exams)
+    validate_exam_list(exams, path)
+    return exams
+
+
+def write_exam_list(path, exams):
+    """Validate ``exams`` and write them as JSON, one exam per line, atomically.
+
+    NumPy values and tuples are written as plain numbers and lists. The file
+    is written to a temporary name in the same folder, then renamed.
+    """
+    path = Path(path)
+    exams = _to_plain(exams)
+    validate_exam_list(exams, path)
+    text = "[\n" + ",\n".join(json.dumps(exam) for exam in exams) + "\n]\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
