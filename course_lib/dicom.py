@@ -6,9 +6,7 @@ means dense, plus the metadata a pipeline needs (view, laterality, bit depth).
 such arrays to and from PNG, the format GMIC and the density model read.
 """
 
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_windowing, get_decoder
 from PIL import Image
+
+from course_lib.io import atomic_output
 from skimage.filters import threshold_otsu
 
 __all__ = [
@@ -487,14 +487,8 @@ def write_png(path, array, *, compress_level=6):
             "convert with to_png16 or to_png8"
         )
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format="PNG", compress_level=compress_level)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=compress_level)
     return path
 
 

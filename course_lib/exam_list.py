@@ -38,12 +38,12 @@ Other keys (e.g. GMIC's ``L-CC_benign_seg``) are kept as they are.
 
 import codecs
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from course_lib.io import atomic_output
 
 __all__ = [
     "VIEWS",
@@ -241,12 +241,6 @@ def write_exam_list(path, exams):
     exams = _to_plain(exams)
     validate_exam_list(exams, path)
     text = "[\n" + ",\n".join(json.dumps(exam) for exam in exams) + "\n]\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

@@ -75,3 +75,50 @@ def gmic_view_figure(window, saliency_map, patch_locations, patches, patch_atten
     if title:
         fig.suptitle(title, y=1.02)
     return fig
+
+
+def apply_window(image, center, width):
+    """Display window/level: map [center - width/2, center + width/2] linearly to [0, 1]."""
+    low = center - width / 2.0
+    return np.clip((np.asarray(image, np.float32) - low) / max(width, 1e-6), 0.0, 1.0)
+
+
+def window_level_figure(image, windows, titles=None):
+    """One panel per (center, width) window of ``image``, side by side (static; for any frontend)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(windows), figsize=(4 * len(windows), 5), squeeze=False)
+    for k, (ax, (center, width)) in enumerate(zip(axes[0], windows)):
+        ax.imshow(apply_window(image, center, width), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(titles[k] if titles else f"center {center:g}, width {width:g}")
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def window_level_viewer(image, center=None, width=None, downsample=4):
+    """Interactive window/level sliders (ipywidgets) over a downsampled ``image``.
+
+    Returns the widget; in a headless run (papermill, nbval, an HTML export) nothing can
+    move the sliders, so notebooks show :func:`window_level_figure` as well.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    small = np.asarray(image)[::downsample, ::downsample]
+    low, high = float(small.min()), float(small.max())
+    center = (low + high) / 2 if center is None else center
+    width = (high - low) if width is None else width
+
+    def show(center, width):
+        plt.figure(figsize=(5, 6))
+        plt.imshow(apply_window(small, center, width), cmap="gray", vmin=0, vmax=1)
+        plt.axis("off")
+        plt.show()
+
+    step = max((high - low) / 200, 1)
+    return widgets.interactive(
+        show,
+        center=widgets.FloatSlider(value=center, min=low, max=high, step=step, description="level"),
+        width=widgets.FloatSlider(value=width, min=step, max=2 * (high - low), step=step, description="window"),
+    )

@@ -21,10 +21,11 @@ import functools
 import hashlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+from course_lib.io import atomic_output
 
 REGISTRY_FILE = Path(__file__).with_name("registry.csv")
 CACHE_ENV_VAR = "COURSE_DATA_DIR"
@@ -139,18 +140,6 @@ def _set_aside(path, actual):
     return bad
 
 
-def _copy_atomically(source, destination):
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, destination)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _download(url, destination, progressbar):
     """Download ``url`` to ``destination`` with pooch (which writes atomically)."""
     import pooch
@@ -207,7 +196,8 @@ def fetch(key, progressbar=False):
                 f"mirror copy of {key!r} at {mirrored} has the wrong hash: expected "
                 f"{entry.hash}, got {actual}. It was not used; replace it in the mirror."
             )
-        _copy_atomically(mirrored, target)
+        with atomic_output(target) as tmp:
+            shutil.copyfile(mirrored, tmp)
         return target
 
     try:

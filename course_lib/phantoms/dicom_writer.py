@@ -26,7 +26,6 @@ L CC ``A\\R``, R CC ``P\\L``, L MLO ``A\\FR``, R MLO ``P\\FL``.
 
 import hashlib
 import os
-import tempfile
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -38,6 +37,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from course_lib.io import atomic_output
 from course_lib.phantoms.mammogram import FULL_SHAPE, PIXELS_PER_MM
 
 __all__ = ["write_phantom_dicom", "patient_orientation"]
@@ -306,15 +306,6 @@ def write_phantom_dicom(
             RLELossless, stored, encoding_plugin="pydicom", generate_instance_uid=False
         )
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, tmp_path = tempfile.mkstemp(dir=directory, suffix=".dcm.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            ds.save_as(stream, enforce_file_format=True)
-        os.chmod(tmp_path, 0o644)  # mkstemp creates files readable by the owner only
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
-    return path
+    with atomic_output(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return os.fspath(path)

@@ -35,6 +35,7 @@ __all__ = [
     "faces_left",
     "crop_mammogram",
     "optimal_center",
+    "place_in_window",
     "gmic_input_window",
 ]
 
@@ -423,6 +424,25 @@ def _place(length, target, center, pad_before):
     return slice(start, start + target), 0
 
 
+def place_in_window(cropped_image, view, best_center, horizontal_flip="NO", window=MODEL_WINDOW):
+    """The geometric part of :func:`gmic_input_window`: mirror left-facing views, then
+    cut or zero-pad the window. Keeps the dtype, so it also carries masks (for example
+    lesion segmentations) into the model frame."""
+    _check_view(view, horizontal_flip)
+    image = np.asarray(cropped_image)
+    if faces_left(view, horizontal_flip):
+        image = image[:, ::-1]
+    win_rows, win_cols = window
+    height, width = image.shape
+    pad_top = (win_rows - height) // 2 if view.endswith("CC") else 0
+    rows, top = _place(height, win_rows, int(best_center[0]), pad_top)
+    cols, left = _place(width, win_cols, int(best_center[1]), 0)
+    part = image[rows, cols]
+    out = np.zeros(window, dtype=image.dtype)
+    out[top : top + part.shape[0], left : left + part.shape[1]] = part
+    return out
+
+
 def gmic_input_window(cropped_image, view, best_center, horizontal_flip="NO",
                       window=MODEL_WINDOW):
     """The standardised float32 model input (rows, cols) for one cropped image.
@@ -432,7 +452,7 @@ def gmic_input_window(cropped_image, view, best_center, horizontal_flip="NO",
        ``floor((H-h)/2)`` rows on top and the rest below, MLO views only below.
        Columns: a narrower image is padded on the right. Along an axis where the
        image is at least as large, the window is centred on ``best_center`` and
-       shifted to lie inside the image.
+       shifted to lie inside the image (steps 1-2: :func:`place_in_window`).
     3. Standardise the whole window, padding included, in float32: subtract the
        float32 mean, then divide by the std of the *centred* array, floored at 1e-5.
 
@@ -440,19 +460,8 @@ def gmic_input_window(cropped_image, view, best_center, horizontal_flip="NO",
     so the official bicubic resize for mismatched sizes never applies and is not
     implemented. The result is bit-identical to the official input (exam 0).
     """
-    _check_view(view, horizontal_flip)
-    image = np.asarray(cropped_image, dtype=np.float32)
-    if faces_left(view, horizontal_flip):
-        image = image[:, ::-1]
-    win_rows, win_cols = window
-    height, width = image.shape
-    pad_top = (win_rows - height) // 2 if view.endswith("CC") else 0
-    rows, top = _place(height, win_rows, int(best_center[0]), pad_top)
-    cols, left = _place(width, win_cols, int(best_center[1]), 0)
-    part = image[rows, cols]
-
-    out = np.zeros(window, dtype=np.float32)
-    out[top : top + part.shape[0], left : left + part.shape[1]] = part
+    out = place_in_window(np.asarray(cropped_image, dtype=np.float32), view, best_center,
+                          horizontal_flip, window)
     out -= out.mean()
     out /= max(out.std(), np.float32(1e-5))
     return out

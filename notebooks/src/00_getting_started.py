@@ -6,7 +6,8 @@
 # **What you will learn**
 # - how every notebook of the kit is organised: a setup cell, *profiles* (`smoke`, `default`, `full`), an environment report, one seed;
 # - how the kit gets real data: a *registry* of pinned, hash-checked files, served from your cache, an offline mirror, or the network;
-# - what a real mammogram file looks like (12-bit values in a 16-bit PNG) next to the kit's *synthetic phantoms*;
+# - what a real mammogram file looks like (12-bit values in a 16-bit PNG) next to the kit's *synthetic phantoms*,
+#   and how to check that a phantom's texture is realistic (the power-law exponent β);
 # - what the later notebooks cover.
 #
 # **Cite** the sources of the data you use here:
@@ -61,9 +62,9 @@ import course_lib
 PROFILE = course_lib.get_profile(PROFILE)
 settings = course_lib.settings_for(
     PROFILE,
-    smoke=dict(phantom_shape=(368, 240)),
-    default=dict(phantom_shape=(736, 480)),
-    full=dict(phantom_shape=(2944, 1920)),
+    smoke=dict(phantom_shape=(368, 240), beta_phantoms=4),
+    default=dict(phantom_shape=(736, 480), beta_phantoms=20),
+    full=dict(phantom_shape=(2944, 1920), beta_phantoms=40),
 )
 print(PROFILE, settings)
 
@@ -173,6 +174,99 @@ if path is not None:
 # %%
 print("cache :", "set by COURSE_DATA_DIR" if os.environ.get(data.CACHE_ENV_VAR) else "OS default")
 print("mirror:", "set by COURSE_DATA_MIRROR" if data.mirror_dir() else "none (files come from the network)")
+
+# %% [markdown]
+# ## Synthetic phantoms, with ground truth
+#
+# A handful of real images cannot train or measure anything. Where no real data can be had, the kit draws
+# **synthetic phantoms** whose ground truth is known exactly: breast outline, dense tissue, pectoral muscle,
+# lesions. They are always labelled synthetic, and no number measured on them is a clinical result.
+#
+# `make_mammogram` draws one view. Fibroglandular tissue is *power-law* noise: its power spectrum falls as
+# $P(f) \propto f^{-\beta}$, the statistics reported for real mammograms (β between about 2.5 and 3).
+# The BI-RADS density letter follows from the *measured* dense fraction (A < 25 % ≤ B < 50 % ≤ C < 75 % ≤ D).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from course_lib.phantoms.mammogram import make_mammogram
+
+examples = [make_mammogram(seed, view=view, side=side, shape=settings["phantom_shape"],
+                           dense_fraction=fraction, lesions=lesions)
+            for seed, (view, side, fraction, lesions) in enumerate([
+                ("CC", "L", 0.15, ("benign_mass",)), ("CC", "R", 0.40, ("malignant_mass",)),
+                ("MLO", "L", 0.60, ("calcifications",)), ("MLO", "R", 0.85, ())])]
+for p in examples:
+    print(f"SYNTHETIC {p.view}-{p.side}: dense fraction {p.measured_dense_fraction:.3f} -> BI-RADS {p.density}; "
+          f"pectoral {p.pectoral_mask.mean():.3f} of the image; labels {p.labels}")
+
+# %%
+fig, axes = plt.subplots(1, 5, figsize=(16, 5))
+if path is not None:
+    axes[0].imshow(mammogram, cmap="gray")
+    axes[0].set_title("real: GMIC 0_R-CC")
+for ax, p in zip(axes[1:], examples):
+    ax.imshow(p.image, cmap="gray")
+    ax.contour(p.benign_mask, colors="lime", linewidths=0.8)
+    ax.contour(p.malignant_mask, colors="red", linewidths=0.8)
+    ax.contour(p.pectoral_mask, colors="cyan", linewidths=0.8)
+    ax.set_title(f"SYNTHETIC {p.view}-{p.side}, BI-RADS {p.density}")
+for ax in axes:
+    ax.set_axis_off()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Is the texture realistic?** Fit β the same way on the real GMIC mammograms and on phantoms: a Hann-windowed
+# square inside the breast, its radially averaged power spectrum, a straight line in log-log over
+# 0.02–0.15 cycles/pixel. The kit's target: real and synthetic agree within ±0.5.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from course_lib.phantoms.texture import fit_power_law_exponent
+
+phantom_betas = np.array([
+    fit_power_law_exponent(p.image, p.breast_mask & ~p.pectoral_mask)
+    for p in (make_mammogram(100 + i, view=("CC", "MLO")[i % 2], side="LR"[i // 2 % 2],
+                             shape=settings["phantom_shape"]) for i in range(settings["beta_phantoms"]))])
+print(f"SYNTHETIC phantoms: beta = {phantom_betas.mean():.2f} +/- {phantom_betas.std():.2f} "
+      f"(n = {len(phantom_betas)})")
+
+# %%
+real_betas = {}
+for view in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
+    real_path = data.try_fetch(f"gmic/sample_data/images/0_{view}.png")
+    if real_path is not None:
+        real = iio.imread(real_path)
+        real_betas[view] = fit_power_law_exponent(real, real > 0)
+for view, beta in real_betas.items():
+    print(f"real GMIC 0_{view}: beta = {beta:.2f}, phantom mean - real = {phantom_betas.mean() - beta:+.2f}")
+    assert abs(phantom_betas.mean() - beta) <= 0.5, "phantom texture no longer matches real mammograms"
+
+# %% [markdown]
+# Histology gets the same treatment: `make_histology` draws a BreakHis-like H&E image (700×460 RGB) with a
+# tumour mask for malignant images, nuclei sized by magnification, and a file name in BreakHis's convention.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from course_lib.phantoms.histology import make_histology, parse_breakhis_filename
+
+histology = make_histology(0, "malignant", "DC", magnification=100)
+print(f"SYNTHETIC {histology.filename}: {histology.image.shape}, tumour covers {histology.tumour_mask.mean():.3f}")
+print(parse_breakhis_filename(histology.filename))
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+real_histology = data.try_fetch("breakhis/SOB_M_DC-14-2523-40-010.png")
+if real_histology is not None:
+    axes[0].imshow(iio.imread(real_histology))
+    axes[0].set_title("real: BreakHis SOB_M_DC-14-2523-40-010 (40X)")
+axes[1].imshow(histology.image)
+axes[1].contour(histology.tumour_mask, colors="yellow", linewidths=0.8)
+axes[1].set_title(f"SYNTHETIC {histology.filename} (tumour outlined)")
+for ax in axes:
+    ax.set_axis_off()
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## What the later notebooks cover
