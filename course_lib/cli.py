@@ -3,6 +3,7 @@
     course-kit fetch --list          every registry key, its licence and where it is
     course-kit fetch KEY [KEY ...]   fetch files into the cache (mirror or network)
     course-kit fetch --all           fetch everything (fills a workshop mirror)
+    course-kit preprocess IN OUT     GMIC crop + optimal centre of a DICOM folder, CBIS-DDSM tree or exam list
     course-kit run [--profile P]     run every notebook with papermill into build/
     course-kit env                   the environment report
 """
@@ -72,6 +73,10 @@ def build_parser():
     run.add_argument("--out", default="build", help="output folder (default: build)")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
     run.set_defaults(run=_cmd_run)
+
+    from course_lib.preprocessing.batch import add_preprocess_parser
+
+    add_preprocess_parser(commands)
 
     env = commands.add_parser("env", help="print the environment report")
     env.set_defaults(run=_cmd_env)

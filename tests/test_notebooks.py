@@ -7,7 +7,6 @@ nbval (``pytest --nbval-lax notebooks``) then re-runs the stored notebooks in th
 import ast
 import json
 import re
-from pathlib import Path
 
 import nbformat
 import pytest

@@ -10,7 +10,3 @@
 
 Submodules are imported on demand so that importing this package stays cheap.
 """
-
-from course_lib.io import atomic_output
-
-__all__ = ["atomic_output"]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from course_lib.datasets import atomic_output
+from course_lib.io import atomic_output
 from course_lib.phantoms.mammogram import DENSITY_THRESHOLDS, make_mammogram
 
 __all__ = [

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from course_lib.datasets import atomic_output
+from course_lib.io import atomic_output
 from course_lib.dicom import write_png
 from course_lib.exam_list import VIEWS, write_exam_list
 from course_lib.phantoms.mammogram import make_mammogram
