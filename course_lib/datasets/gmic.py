@@ -75,7 +75,8 @@ def _exam_phantoms(exam_index, seed, shape):
     rng = np.random.default_rng([seed, exam_index])
     dense_fraction = float(rng.uniform(0.1, 0.85))
     lesion_side = rng.choice(["L", "R", None], p=[0.35, 0.35, 0.30])
-    kind = str(rng.choice(["benign_mass", "malignant_mass", "calcifications"]))
+    # Half the lesion breasts benign, half malignant (masses or calcifications).
+    kind = str(rng.choice(["benign_mass", "malignant_mass", "calcifications"], p=[0.5, 0.25, 0.25]))
     phantoms = {}
     for number, view in enumerate(VIEWS):
         side, projection = view.split("-")
@@ -128,3 +129,29 @@ def segmentation_paths(seg_dir, short_name):
     seg_dir = Path(seg_dir)
     found = [seg_dir / f"{short_name}_{name}.png" for name in ("benign", "malignant")]
     return tuple(p if p.is_file() else None for p in found)
+
+
+def gmic_phantom_views(n_exams, seed=0, shape=None, scale=GMICScale.quarter()):
+    """Model-ready SYNTHETIC views, in memory: what training and evaluation consume.
+
+    Returns a dict of arrays over the ``4 * n_exams`` views: ``windows`` (N, H, W) float32
+    standardised inputs, ``labels`` (N, 2) benign/malignant, ``benign_masks`` and
+    ``malignant_masks`` (N, H, W) bool in the model frame, and ``names`` ("<exam>_<VIEW>").
+    The same exams as :func:`build_gmic_phantom_exams` with the same seed.
+    """
+    windows, labels, benign, malignant, names = [], [], [], [], []
+    for exam_index in range(n_exams):
+        for view, phantom in _exam_phantoms(exam_index, seed, shape).items():
+            window, info = preprocess_view(phantom.image, view, "NO", scale)
+            windows.append(window)
+            labels.append((int(phantom.benign_mask.any()), int(phantom.malignant_mask.any())))
+            benign.append(mask_in_model_frame(phantom.benign_mask, view, info, "NO", scale))
+            malignant.append(mask_in_model_frame(phantom.malignant_mask, view, info, "NO", scale))
+            names.append(f"{exam_index}_{view}")
+    return {
+        "windows": np.stack(windows),
+        "labels": np.array(labels, dtype=np.float32),
+        "benign_masks": np.stack(benign),
+        "malignant_masks": np.stack(malignant),
+        "names": names,
+    }
