@@ -5,6 +5,7 @@
     course-kit fetch --all           fetch everything (fills a workshop mirror)
     course-kit preprocess IN OUT     GMIC crop + optimal centre of a DICOM folder, CBIS-DDSM tree or exam list
     course-kit samples [--check]     regenerate data_samples/ from code, or check it
+    course-kit gmic predict ...      GMIC inference: exam list -> predictions.csv and figures
     course-kit run [--profile P]     run every notebook with papermill into build/
     course-kit env                   the environment report
 """
@@ -76,10 +77,12 @@ def build_parser():
     run.set_defaults(run=_cmd_run)
 
     from course_lib.preprocessing.batch import add_preprocess_parser
+    from course_lib.models.gmic_cli import add_gmic_parser
     from course_lib.samples import add_samples_parser
 
     add_preprocess_parser(commands)
     add_samples_parser(commands)
+    add_gmic_parser(commands)
 
     env = commands.add_parser("env", help="print the environment report")
     env.set_defaults(run=_cmd_env)

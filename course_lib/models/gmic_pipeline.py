@@ -1,0 +1,187 @@
+"""GMIC's ``run.sh`` as one function: exam list -> crop -> optimal centres -> model -> predictions.csv.
+
+``predictions.csv`` follows the official format (SEED_SPECS §4.7): columns
+``image_index, benign_pred, malignant_pred, benign_label, malignant_label``, no index,
+floats with 4 decimals. A single model writes rows in exam order, views L-CC, R-CC,
+L-MLO, R-MLO, with integer labels; the ensemble (models 1-5) writes the NaN-ignoring
+mean per image, rows sorted by ``image_index``, labels as floats. Images given as a
+plain folder have no labels: those columns are left empty.
+"""
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from course_lib.data import fetch
+from course_lib.datasets.gmic import GMICScale, preprocess_view, segmentation_paths, view_labels
+from course_lib.dicom import read_png
+from course_lib.exam_list import VIEWS
+from course_lib.io import atomic_output
+from course_lib.models.gmic import load_gmic_checkpoint
+from course_lib.models.gmic_config import PERCENT_T_BY_MODEL_INDEX
+from course_lib.preprocessing import gmic as gmic_pre
+
+MODEL_INDICES = tuple(PERCENT_T_BY_MODEL_INDEX) + ("ensemble",)
+PREDICTION_COLUMNS = ("image_index", "benign_pred", "malignant_pred", "benign_label", "malignant_label")
+FILE_VIEW = re.compile(r"^(?P<exam>.+)_(?P<view>[LR]-(CC|MLO))$")
+
+
+@dataclass
+class ViewInput:
+    """One image ready for the model."""
+
+    short_name: str
+    view: str
+    window: np.ndarray  # (H, W) float32, standardised
+    labels: tuple | None  # (benign, malignant), None when unknown
+    benign_mask: np.ndarray | None = None  # model frame, from the segmentation folder
+    malignant_mask: np.ndarray | None = None
+
+
+def official_model_indices(model_index):
+    """The official model indices to run for ``--model-index`` ("1".."5" or "ensemble")."""
+    key = str(model_index)
+    if key not in MODEL_INDICES:
+        raise ValueError(f"unknown model index {model_index!r}; use one of {', '.join(MODEL_INDICES)}")
+    return list(PERCENT_T_BY_MODEL_INDEX) if key == "ensemble" else [key]
+
+
+def load_official_model(model_index, device="cpu", weights=None):
+    """Official GMIC model ``model_index`` from ``weights`` or the registry (hash-checked)."""
+    path = weights or fetch(f"gmic/models/sample_model_{model_index}.p")
+    return load_gmic_checkpoint(path, model_index, device=device)
+
+
+def exams_from_image_folder(folder):
+    """An exam list built from file names ``<exam>_<VIEW>.png`` (labels unknown)."""
+    exams = {}
+    for path in sorted(Path(folder).glob("*.png")):
+        match = FILE_VIEW.match(path.stem)
+        if match:
+            exam = exams.setdefault(match["exam"], {"horizontal_flip": "NO", **{v: [] for v in VIEWS}})
+            exam[match["view"]].append(path.stem)
+    if not exams:
+        raise ValueError(f"no <exam>_<VIEW>.png files (e.g. 0_L-CC.png) in {folder}")
+    return list(exams.values())
+
+
+def prepare_views(exams, image_dir, segmentation_dir=None, scale=GMICScale()):
+    """Yield :class:`ViewInput` per exam, in GMIC's order (exam, then L-CC, R-CC, L-MLO, R-MLO).
+
+    Exams that already carry ``best_center`` (an exam list written by ``course-kit
+    preprocess``) are read as cropped images; otherwise stages 1 and 2 run here.
+    """
+    for exam in exams:
+        views = []
+        for view in VIEWS:
+            for index, short in enumerate(exam[view]):
+                path = Path(image_dir) / f"{short}.png"
+                if not path.is_file():
+                    raise FileNotFoundError(f"image {path} named in the exam list does not exist")
+                image = read_png(path, expect_bits=16)
+                if "best_center" in exam:
+                    window = gmic_pre.gmic_input_window(image, view, exam["best_center"][view][index],
+                                                        exam["horizontal_flip"], scale.window)
+                else:
+                    window, _ = preprocess_view(image, view, exam["horizontal_flip"], scale)
+                labels = view_labels(exam["cancer_label"], view) if "cancer_label" in exam else None
+                masks = [None, None]
+                if segmentation_dir is not None:
+                    masks = [read_png(p, expect_bits=8) > 0 if p is not None else None
+                             for p in segmentation_paths(segmentation_dir, short)]
+                views.append(ViewInput(short, view, window, labels, *masks))
+        yield views
+
+
+def run_model(model, views, device):
+    """GMIC on a list of :class:`ViewInput` as one batch; returns the output on the CPU."""
+    batch = torch.from_numpy(np.stack([v.window for v in views]))[:, None].to(device)
+    with torch.inference_mode():
+        output = model(batch)
+    return type(output)(**{k: v.cpu() for k, v in vars(output).items()})
+
+
+def prediction_rows(views, output):
+    """Rows of predictions.csv for one batch of views."""
+    return [
+        {"image_index": v.short_name,
+         "benign_pred": float(output.y_fusion[k, 0]), "malignant_pred": float(output.y_fusion[k, 1]),
+         "benign_label": None if v.labels is None else v.labels[0],
+         "malignant_label": None if v.labels is None else v.labels[1]}
+        for k, v in enumerate(views)
+    ]
+
+
+def ensemble_rows(rows_per_model):
+    """NaN-ignoring mean of the predictions per image; labels from the first model; sorted by image."""
+    merged = {}
+    for rows in rows_per_model:
+        for row in rows:
+            merged.setdefault(row["image_index"], []).append(row)
+    result = []
+    for image_index in sorted(merged):
+        group = merged[image_index]
+        mean = {key: float(np.nanmean([r[key] for r in group])) for key in ("benign_pred", "malignant_pred")}
+        labels = {key: None if group[0][key] is None else float(group[0][key])
+                  for key in ("benign_label", "malignant_label")}
+        result.append({"image_index": image_index, **mean, **labels})
+    return result
+
+
+def _format(value):
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_predictions_csv(rows, path):
+    """Write rows in the official predictions.csv format, atomically."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(PREDICTION_COLUMNS)
+        for row in rows:
+            writer.writerow([_format(row[c]) for c in PREDICTION_COLUMNS])
+    return Path(path)
+
+
+def save_visualization(view, output, index, path, crop_shape=(256, 256), dpi=500):
+    """The official per-image figure (see :func:`course_lib.viz.gmic_view_figure`), saved as PNG."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.viz import gmic_view_figure
+
+    fig = gmic_view_figure(view.window, output.saliency_map[index].numpy(),
+                           output.patch_locations[index].numpy(), output.patches[index].numpy(),
+                           output.patch_attns[index].numpy(), crop_shape,
+                           view.benign_mask, view.malignant_mask)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def predict(exams, image_dir, output_dir, models, device="cpu", segmentation_dir=None,
+            visualize=False, dpi=500, scale=GMICScale()):
+    """Run ``models`` (dict index -> GMIC) over ``exams`` and write predictions.csv.
+
+    One exam's views form one batch. With several models (the ensemble) the predictions
+    are averaged and visualizations come from the first model only, as in run.sh.
+    Returns the rows written.
+    """
+    output_dir = Path(output_dir)
+    rows_per_model = {index: [] for index in models}
+    for views in prepare_views(exams, image_dir, segmentation_dir, scale):
+        for number, (index, model) in enumerate(models.items()):
+            output = run_model(model, views, device)
+            rows_per_model[index] += prediction_rows(views, output)
+            if visualize and number == 0:
+                for k, view in enumerate(views):
+                    save_visualization(view, output, k, output_dir / "visualization" / f"{view.short_name}.png",
+                                       model.config.crop_shape, dpi)
+    rows = ensemble_rows(rows_per_model.values()) if len(models) > 1 else next(iter(rows_per_model.values()))
+    write_predictions_csv(rows, output_dir / "predictions.csv")
+    return rows
