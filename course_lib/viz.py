@@ -122,3 +122,18 @@ def window_level_viewer(image, center=None, width=None, downsample=4):
         center=widgets.FloatSlider(value=center, min=low, max=high, step=step, description="level"),
         width=widgets.FloatSlider(value=width, min=step, max=2 * (high - low), step=step, description="window"),
     )
+
+
+def gmic_browser(views, figure_for):
+    """A dropdown over ``views`` (names) that draws ``figure_for(name)`` (ipywidgets).
+
+    Interactive in Jupyter; in a headless run nothing can change the selection.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def show(view):
+        figure_for(view)
+        plt.show()
+
+    return widgets.interactive(show, view=widgets.Dropdown(options=list(views), description="view"))

@@ -9,20 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from course_lib import data
+from helpers import fetch_or_skip
 
 
 @pytest.fixture
 def registry_file():
     """``registry_file(key)`` -> local path of a registry file, or skip saying why."""
 
-    def get(key):
-        try:
-            return data.fetch(key)
-        except data.DataUnavailableError as error:
-            pytest.skip(f"real data unavailable (set COURSE_DATA_MIRROR): {error}")
-
-    return get
+    return fetch_or_skip
 
 
 @pytest.fixture(scope="session")

@@ -16,18 +16,7 @@ from course_lib.exam_list import (
     validate_exam_list,
     write_exam_list,
 )
-
-
-def fetch_or_skip(key):
-    """Local path of a registry file, or skip the test saying why it is unavailable."""
-    try:
-        from course_lib.data import DataUnavailableError, fetch
-    except ImportError as error:
-        pytest.skip(f"course_lib.data.fetch is not available: {error}")
-    try:
-        return fetch(key)
-    except DataUnavailableError as error:
-        pytest.skip(f"{key} unavailable (set COURSE_DATA_MIRROR or go online): {error}")
+from helpers import fetch_or_skip
 
 
 def exam(**extra):

@@ -21,20 +21,9 @@ from course_lib.preprocessing.gmic import (
     load_png16,
     optimal_center,
 )
+from helpers import fetch_or_skip
 
 CROP_KEYS = ("window_location", "rightmost_points", "bottommost_points", "distance_from_starting_side")
-
-
-def fetch_or_skip(key):
-    """Local path of a registry file, or skip the test saying why it is unavailable."""
-    try:
-        from course_lib.data import DataUnavailableError, fetch
-    except ImportError as error:
-        pytest.skip(f"course_lib.data.fetch is not available: {error}")
-    try:
-        return fetch(key)
-    except DataUnavailableError as error:
-        pytest.skip(f"{key} unavailable (set COURSE_DATA_MIRROR or go online): {error}")
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def test_notebook_contract(path):
     nb = read(path)
     title = nb.cells[0]
     assert title.cell_type == "markdown" and title.source.startswith("# ")
-    assert f"colab.research.google.com/github/" in title.source and path.name in title.source
+    assert "colab.research.google.com/github/" in title.source and path.name in title.source
     for required in ("What you will learn", "Cite", "| `default` |", "| `full` |"):
         assert required in title.source, f"{path.name}: title cell lacks {required!r}"
     cells = code_cells(nb)

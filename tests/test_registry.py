@@ -202,3 +202,22 @@ def test_unknown_key_lists_the_closest_keys():
 def test_real_gmic_mammogram_through_the_registry(registry_file):
     path = registry_file("gmic/sample_data/images/0_L-CC.png")
     assert data.file_hash(path, "sha256").startswith("a32931d5")
+
+
+def test_kit_files_resolve_from_the_checkout(isolated, monkeypatch):
+    """Files of the kit's own repository (pretrained weights) need no cache, mirror or network."""
+    relative = "pretrained/README.md"
+    local = registry.CHECKOUT / relative
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    entry = make_entry(key="course-kit/" + relative, hash_=f"sha256:{digest}",
+                       url=f"https://raw.githubusercontent.com/{registry.KIT_REPOSITORY}/{'b' * 40}/{relative}")
+    monkeypatch.setattr(registry, "load_registry", lambda: {entry.key: entry})
+    assert data.fetch(entry.key) == local
+
+
+def test_every_kit_file_in_the_registry_is_committed_with_its_hash():
+    for entry in data.load_registry().values():
+        if entry.checkout_path is not None:
+            assert entry.checkout_path.is_file(), entry.key
+            algorithm, expected = entry.hash.split(":")
+            assert data.file_hash(entry.checkout_path, algorithm) == expected, entry.key

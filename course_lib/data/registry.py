@@ -6,6 +6,7 @@ blob id), the licence, a citation and a one-line description.
 
 :func:`fetch` resolves a key in this order and checks the hash before returning:
 
+0. for the kit's own files (``pretrained/``), this checkout;
 1. the local cache, ``$COURSE_DATA_DIR`` (default: the OS cache folder, see :func:`cache_dir`);
 2. an offline mirror, ``$COURSE_DATA_MIRROR``: a folder laid out as ``OWNER/REPO/COMMIT/PATH``,
    the path of the raw URL, so a workshop can serve every file from a USB stick;
@@ -28,6 +29,9 @@ from urllib.parse import urlparse
 from course_lib.io import atomic_output
 
 REGISTRY_FILE = Path(__file__).with_name("registry.csv")
+#: Files of the kit's own repository (``pretrained/``) are used from the checkout when present.
+KIT_REPOSITORY = "breast-imaging-course/course-kit"
+CHECKOUT = Path(__file__).resolve().parent.parent.parent
 CACHE_ENV_VAR = "COURSE_DATA_DIR"
 MIRROR_ENV_VAR = "COURSE_DATA_MIRROR"
 HASH_ALGORITHMS = ("sha256", "gitsha1")
@@ -61,6 +65,12 @@ class RegistryEntry:
     def relative_path(self):
         """``OWNER/REPO/COMMIT/PATH``: the URL's path, used by the mirror and the cache."""
         return urlparse(self.url).path.lstrip("/")
+
+    @property
+    def checkout_path(self):
+        """Where a file of the kit's own repository lies in this checkout (else None)."""
+        parts = self.relative_path.split("/", 3)
+        return CHECKOUT / parts[3] if len(parts) == 4 and "/".join(parts[:2]) == KIT_REPOSITORY else None
 
 
 @functools.cache
@@ -176,6 +186,10 @@ def fetch(key, progressbar=False):
     """
     entry = get_entry(key)
     target = cached_path(key)
+
+    local = entry.checkout_path
+    if local is not None and local.is_file() and _hash_matches(local, entry)[0]:
+        return local  # the kit's own file, committed beside this code
 
     if target.is_file():
         ok, actual = _hash_matches(target, entry)

@@ -7,6 +7,16 @@ The loss of Shen et al. (2021), for image-level labels y (benign, malignant):
 where A is the saliency map; the last term keeps the map sparse so that it points at
 lesions instead of lighting up the whole breast. ROI retrieval is not differentiable,
 so the local network learns from whatever crops the current saliency map selects.
+
+The paper is *weakly* supervised: image labels only. To train from scratch on a CPU in
+minutes, the kit's phantom weights add an optional term, ``mask_weight * BCE(A, M)``,
+where M marks the saliency cells that touch a lesion of each class (from the phantoms'
+masks). ``mask_weight=0`` is the paper's loss.
+
+Batch normalisation: with small batches whose padding fraction varies from view to view,
+the running statistics drift away from what the network learnt, and a model that localises
+well in training mode does not in eval mode. :func:`recalibrate_batchnorm` re-estimates them
+with one pass over training images after each epoch.
 """
 
 import math
@@ -30,6 +40,7 @@ class TrainingSettings:
     learning_rate: float = 1e-4
     weight_decay: float = 1e-5
     beta: float = 1e-4  # weight of the saliency sparsity term
+    mask_weight: float = 0.0  # 0: the paper's weakly supervised loss; > 0 adds lesion-cell supervision
     seed: int = 0
 
 
@@ -42,10 +53,15 @@ class TrainingHistory:
     seconds: list = field(default_factory=list)
 
 
-def gmic_loss(output, labels, beta):
+LESION_CELL_WEIGHT = 50.0
+
+
+def gmic_loss(output, labels, beta, cell_targets=None, mask_weight=0.0):
     """The GMIC training loss and its parts (a dict of floats, for logging).
 
-    ``labels`` is an (N, 2) float tensor of 0/1 (benign, malignant).
+    ``labels`` is an (N, 2) float tensor of 0/1 (benign, malignant). ``cell_targets``
+    (N, 2, h, w) and ``mask_weight`` add the optional lesion-cell term (see the module
+    docstring); without them this is the paper's loss.
     """
     bce = F.binary_cross_entropy
     parts = {
@@ -55,14 +71,46 @@ def gmic_loss(output, labels, beta):
         "saliency": output.saliency_map.mean(),
     }
     total = parts["global"] + parts["local"] + parts["fusion"] + beta * parts["saliency"]
-    return total, {name: float(value) for name, value in parts.items()}
+    if mask_weight:
+        # Lesion cells are about 1 % of all cells: weigh them up so that the term is not
+        # won by predicting "no lesion" everywhere.
+        weights = 1.0 + (LESION_CELL_WEIGHT - 1.0) * cell_targets
+        parts["cells"] = bce(output.saliency_map.clamp(1e-6, 1 - 1e-6), cell_targets, weight=weights)
+        total = total + mask_weight * parts["cells"]
+    return total, {name: float(value.detach()) for name, value in parts.items()}
 
 
-def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device="cpu", log=print):
+def lesion_cells(benign_masks, malignant_masks, stride=64):
+    """(N, 2, H/stride, W/stride) float targets: 1 where a cell touches a lesion of that class."""
+    masks = torch.as_tensor(np.stack([benign_masks, malignant_masks], axis=1), dtype=torch.float32)
+    return F.max_pool2d(masks, stride)
+
+
+def recalibrate_batchnorm(model, windows, batch_size=8, device="cpu", max_images=160):
+    """Re-estimate every BatchNorm's running mean and variance as plain averages over
+    (up to ``max_images``) training windows, without changing any weight."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        for start in range(0, min(len(windows), max_images), batch_size):
+            model(torch.as_tensor(np.asarray(windows[start:start + batch_size], np.float32))[:, None].to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
+
+
+def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device="cpu", log=print,
+               after_epoch=None, cell_targets=None):
     """Train ``model`` on normalised windows (N, H, W) float32 and labels (N, 2) in place.
 
     Returns a :class:`TrainingHistory`. Batches are drawn from a generator seeded with
-    ``settings.seed``, so a run is repeatable on the same machine.
+    ``settings.seed``, so a run is repeatable on the same machine. ``after_epoch(epoch,
+    model)`` is called after each epoch (in eval mode), e.g. to validate and keep the best.
     """
     torch.manual_seed(settings.seed)
     generator = np.random.default_rng(settings.seed)
@@ -81,11 +129,12 @@ def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device
             index = order[step * settings.batch_size:(step + 1) * settings.batch_size]
             batch = windows[index][:, None].to(device)
             output = model(batch)
-            loss, parts = gmic_loss(output, labels[index].to(device), settings.beta)
+            targets = None if cell_targets is None else cell_targets[index].to(device)
+            loss, parts = gmic_loss(output, labels[index].to(device), settings.beta, targets, settings.mask_weight)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            totals += float(loss) * len(index)
+            totals += float(loss.detach()) * len(index)
             for name, value in parts.items():
                 parts_sum[name] = parts_sum.get(name, 0.0) + value * len(index)
         history.loss.append(totals / len(windows))
@@ -94,6 +143,12 @@ def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device
         log(f"epoch {epoch + 1}/{settings.epochs}: loss {history.loss[-1]:.4f} "
             f"({', '.join(f'{k} {v:.3f}' for k, v in history.parts[-1].items())}) "
             f"in {history.seconds[-1]:.0f} s")
+        sample = generator.permutation(len(windows))[:160]
+        recalibrate_batchnorm(model, windows[sample], settings.batch_size, device)
+        if after_epoch is not None:
+            model.eval()
+            after_epoch(epoch, model)
+            model.train()
     model.eval()
     return history
 
@@ -137,3 +192,127 @@ def evaluate_localisation(y_fusion, saliency, labels, benign_masks, malignant_ma
     result["pointing_game_n"] = len(hits)
     result["saliency_dice"] = float(np.mean(dices)) if dices else float("nan")
     return result
+
+
+# --------------------------------------------------------------------------------------
+# The kit's phantom-trained weights: `python -m course_lib.models.gmic_train`
+# --------------------------------------------------------------------------------------
+
+PHANTOM_CONFIG = dict(input_shape=(768, 512), crop_shape=(128, 128))
+
+
+def phantom_model(seed=0):
+    """An untrained GMIC (model index 1 settings) at the kit's quarter scale: 768x512 windows,
+    128x128 crops (2x2 saliency cells, as 256x256 is 4x4 at full scale)."""
+    from course_lib.models.gmic_config import gmic_config
+
+    torch.manual_seed(seed)
+    return GMIC(gmic_config("1", **PHANTOM_CONFIG))
+
+
+def load_phantom_gmic(path=None, device="cpu"):
+    """The kit's GMIC trained on SYNTHETIC phantoms (float16 on disk, float32 in memory).
+
+    Not for clinical use: it has never seen a real mammogram.
+    """
+    from course_lib.data import fetch
+    from course_lib.models.gmic import load_gmic_checkpoint
+
+    path = path or fetch(PHANTOM_WEIGHTS_KEY)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return load_gmic_checkpoint(state, "1", device=device, **PHANTOM_CONFIG)
+
+
+PHANTOM_WEIGHTS_KEY = "course-kit/pretrained/gmic_phantom_quarter.pt"
+
+
+def _main(argv=None):
+    import argparse
+    import hashlib
+    import json
+    import sys
+    from pathlib import Path
+
+    from course_lib.datasets.gmic import gmic_phantom_views
+    from course_lib.io import atomic_output
+
+    parser = argparse.ArgumentParser(description="Train GMIC on SYNTHETIC phantoms (CPU, quarter scale).")
+    parser.add_argument("--train-exams", type=int, default=120)
+    parser.add_argument("--validation-exams", type=int, default=20)
+    parser.add_argument("--test-exams", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--beta", type=float, default=1e-4)
+    parser.add_argument("--mask-weight", type=float, default=1.0,
+                        help="lesion-cell supervision of the saliency map (0: the paper's weakly supervised loss)")
+    parser.add_argument("--out", default="pretrained/gmic_phantom_quarter")
+    args = parser.parse_args(argv)
+    command = "python -m course_lib.models.gmic_train " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def views(n_exams, seed):
+        return gmic_phantom_views(n_exams, seed=seed)
+
+    train, validation, test = views(args.train_exams, 1), views(args.validation_exams, 2), views(args.test_exams, 3)
+    print(f"SYNTHETIC views: train {len(train['names'])}, validation {len(validation['names'])}, "
+          f"test {len(test['names'])}; positives (benign, malignant) in train: {train['labels'].sum(0)}")
+
+    def score(model, split):
+        y, saliency, _ = predict_views(model, split["windows"])
+        return evaluate_localisation(y, saliency, split["labels"], split["benign_masks"], split["malignant_masks"])
+
+    best = {"value": -1.0}
+
+    def keep_best(epoch, model):
+        result = score(model, validation)
+        value = result["pointing_game"] + np.nanmean([result["auc_benign"], result["auc_malignant"]])
+        print(f"  validation after epoch {epoch + 1}: {json.dumps({k: round(v, 3) for k, v in result.items()})}")
+        if value > best["value"]:
+            best.update(value=value, epoch=epoch + 1,
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    model = phantom_model(seed=0)
+    settings = TrainingSettings(epochs=args.epochs, batch_size=args.batch_size,
+                                learning_rate=args.learning_rate, beta=args.beta, mask_weight=args.mask_weight,
+                                seed=0)
+    targets = lesion_cells(train["benign_masks"], train["malignant_masks"])
+    history = train_gmic(model, train["windows"], train["labels"], settings, after_epoch=keep_best,
+                         cell_targets=targets)
+    model.load_state_dict(best["state"])
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in score(model, test).items()}
+    print(f"best epoch {best['epoch']}; held-out SYNTHETIC test: {metrics}")
+
+    out = Path(args.out)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    with atomic_output(out.with_suffix(".pt")) as tmp:
+        torch.save(half, tmp)
+    digest = hashlib.sha256(out.with_suffix(".pt").read_bytes()).hexdigest()
+    card = {
+        "model": "GMIC (Shen et al. 2021), model index 1 settings, quarter scale",
+        "config": {"percent_t": 0.02, **{k: list(v) for k, v in PHANTOM_CONFIG.items()}},
+        "loss": ("GMIC's loss (BCE on y_global, y_local, y_fusion + beta * mean saliency)"
+                 + (f" + {args.mask_weight} * BCE(saliency, lesion cells): NOT the paper's weakly supervised setting"
+                    if args.mask_weight else "")),
+        "data": (f"SYNTHETIC phantoms from course_lib.datasets.gmic.gmic_phantom_views: {args.train_exams} "
+                 f"training exams (seed 1), {args.validation_exams} validation exams (seed 2, best epoch), "
+                 f"{args.test_exams} test exams (seed 3)"),
+        "command": command,
+        "settings": vars(settings),
+        "epochs_run": args.epochs,
+        "best_epoch": best["epoch"],
+        "steps": args.epochs * int(np.ceil(len(train["names"]) / args.batch_size)),
+        "training_loss": [round(v, 4) for v in history.loss],
+        "training_seconds": round(sum(history.seconds)),
+        "test_metrics": metrics,
+        "sha256": digest,
+        "dtype": "float16",
+        "warning": "Trained on synthetic phantoms only. Not for clinical use; its outputs on real mammograms mean nothing.",
+    }
+    with atomic_output(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(card, indent=1) + "\n")
+    print(f"wrote {out.with_suffix('.pt')} (sha256 {digest}) and its model card {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -356,6 +356,13 @@ def crop_mammogram(image, view, horizontal_flip="NO", *, buffer=50, iterations=1
 # --- stage 2: optimal centre --------------------------------------------------------
 
 
+def _facing_right(image, view, horizontal_flip):
+    """``image`` mirrored if the view faces left, so that the chest wall is at column 0."""
+    _check_view(view, horizontal_flip)
+    image = np.asarray(image)
+    return image[:, ::-1] if faces_left(view, horizontal_flip) else image
+
+
 def _window_start(center, size):
     """First index of a window of ``size`` centred on ``center`` (``center - size//2``)."""
     return center - size // 2
@@ -378,10 +385,7 @@ def optimal_center(cropped_image, view, rightmost_points, bottommost_points,
     clipped to the image when counting. Values can be negative (window wider
     than the image); :func:`gmic_input_window` then pads.
     """
-    _check_view(view, horizontal_flip)
-    image = np.asarray(cropped_image)
-    if faces_left(view, horizontal_flip):
-        image = image[:, ::-1]
+    image = _facing_right(cropped_image, view, horizontal_flip)
     win_rows, win_cols = window
     height, width = image.shape
     x = int(rightmost_points[1]) - win_cols // 2 - 1
@@ -428,10 +432,7 @@ def place_in_window(cropped_image, view, best_center, horizontal_flip="NO", wind
     """The geometric part of :func:`gmic_input_window`: mirror left-facing views, then
     cut or zero-pad the window. Keeps the dtype, so it also carries masks (for example
     lesion segmentations) into the model frame."""
-    _check_view(view, horizontal_flip)
-    image = np.asarray(cropped_image)
-    if faces_left(view, horizontal_flip):
-        image = image[:, ::-1]
+    image = _facing_right(cropped_image, view, horizontal_flip)
     win_rows, win_cols = window
     height, width = image.shape
     pad_top = (win_rows - height) // 2 if view.endswith("CC") else 0
