@@ -70,10 +70,13 @@ def mask_in_model_frame(mask, view, info, horizontal_flip="NO", scale=GMICScale(
     return gmic_pre.place_in_window(cropped, view, info["best_center"], horizontal_flip, scale.window) > 0
 
 
-def _exam_phantoms(exam_index, seed, shape):
+DENSE_RANGE = (0.1, 0.85)
+
+
+def _exam_phantoms(exam_index, seed, shape, dense_range=DENSE_RANGE, lesion_contrast=1.0):
     """Four views of one synthetic patient: one density, at most one lesion kind on one side."""
     rng = np.random.default_rng([seed, exam_index])
-    dense_fraction = float(rng.uniform(0.1, 0.85))
+    dense_fraction = float(rng.uniform(*dense_range))
     lesion_side = rng.choice(["L", "R", None], p=[0.35, 0.35, 0.30])
     # Half the lesion breasts benign, half malignant (masses or calcifications).
     kind = str(rng.choice(["benign_mass", "malignant_mass", "calcifications"], p=[0.5, 0.25, 0.25]))
@@ -82,7 +85,8 @@ def _exam_phantoms(exam_index, seed, shape):
         side, projection = view.split("-")
         lesions = (kind,) if side == lesion_side else ()
         phantoms[view] = make_mammogram(int(rng.integers(2**31)) + number, view=projection, side=side,
-                                        shape=shape, dense_fraction=dense_fraction, lesions=lesions)
+                                        shape=shape, dense_fraction=dense_fraction, lesions=lesions,
+                                        lesion_contrast=lesion_contrast)
     return phantoms
 
 
@@ -131,17 +135,20 @@ def segmentation_paths(seg_dir, short_name):
     return tuple(p if p.is_file() else None for p in found)
 
 
-def gmic_phantom_views(n_exams, seed=0, shape=None, scale=GMICScale.quarter()):
+def gmic_phantom_views(n_exams, seed=0, shape=None, scale=GMICScale.quarter(), dense_range=DENSE_RANGE,
+                       lesion_contrast=1.0):
     """Model-ready SYNTHETIC views, in memory: what training and evaluation consume.
 
     Returns a dict of arrays over the ``4 * n_exams`` views: ``windows`` (N, H, W) float32
     standardised inputs, ``labels`` (N, 2) benign/malignant, ``benign_masks`` and
     ``malignant_masks`` (N, H, W) bool in the model frame, and ``names`` ("<exam>_<VIEW>").
-    The same exams as :func:`build_gmic_phantom_exams` with the same seed.
+    The same exams as :func:`build_gmic_phantom_exams` with the same seed (and the
+    default ``dense_range``, the interval the dense fraction is drawn from, and
+    ``lesion_contrast``, see :func:`~course_lib.phantoms.mammogram.make_mammogram`).
     """
     windows, labels, benign, malignant, names = [], [], [], [], []
     for exam_index in range(n_exams):
-        for view, phantom in _exam_phantoms(exam_index, seed, shape).items():
+        for view, phantom in _exam_phantoms(exam_index, seed, shape, dense_range, lesion_contrast).items():
             window, info = preprocess_view(phantom.image, view, "NO", scale)
             windows.append(window)
             labels.append((int(phantom.benign_mask.any()), int(phantom.malignant_mask.any())))

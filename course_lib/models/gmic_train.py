@@ -199,6 +199,10 @@ def evaluate_localisation(y_fusion, saliency, labels, benign_masks, malignant_ma
 # --------------------------------------------------------------------------------------
 
 PHANTOM_CONFIG = dict(input_shape=(768, 512), crop_shape=(128, 128))
+#: Dense fractions of the training phantoms: fatty breasts, where lesions show.
+PHANTOM_DENSE_RANGE = (0.05, 0.3)
+#: Lesion contrast of the training phantoms: "teaching" phantoms, lesions 3x as bright.
+PHANTOM_LESION_CONTRAST = 3.0
 
 
 def phantom_model(seed=0):
@@ -238,13 +242,17 @@ def _main(argv=None):
     from course_lib.io import atomic_output
 
     parser = argparse.ArgumentParser(description="Train GMIC on SYNTHETIC phantoms (CPU, quarter scale).")
-    parser.add_argument("--train-exams", type=int, default=120)
+    parser.add_argument("--train-exams", type=int, default=160)
     parser.add_argument("--validation-exams", type=int, default=20)
     parser.add_argument("--test-exams", type=int, default=25)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--dense-range", type=float, nargs=2, default=PHANTOM_DENSE_RANGE,
+                        help="interval of the phantoms' dense fraction (fatty breasts by default)")
     parser.add_argument("--beta", type=float, default=1e-4)
+    parser.add_argument("--lesion-contrast", type=float, default=PHANTOM_LESION_CONTRAST,
+                        help="multiplies the phantoms' lesion signal (teaching phantoms)")
     parser.add_argument("--mask-weight", type=float, default=1.0,
                         help="lesion-cell supervision of the saliency map (0: the paper's weakly supervised loss)")
     parser.add_argument("--out", default="pretrained/gmic_phantom_quarter")
@@ -252,7 +260,8 @@ def _main(argv=None):
     command = "python -m course_lib.models.gmic_train " + " ".join(sys.argv[1:] if argv is None else argv)
 
     def views(n_exams, seed):
-        return gmic_phantom_views(n_exams, seed=seed)
+        return gmic_phantom_views(n_exams, seed=seed, dense_range=tuple(args.dense_range),
+                                  lesion_contrast=args.lesion_contrast)
 
     train, validation, test = views(args.train_exams, 1), views(args.validation_exams, 2), views(args.test_exams, 3)
     print(f"SYNTHETIC views: train {len(train['names'])}, validation {len(validation['names'])}, "
@@ -294,7 +303,8 @@ def _main(argv=None):
         "loss": ("GMIC's loss (BCE on y_global, y_local, y_fusion + beta * mean saliency)"
                  + (f" + {args.mask_weight} * BCE(saliency, lesion cells): NOT the paper's weakly supervised setting"
                     if args.mask_weight else "")),
-        "data": (f"SYNTHETIC phantoms from course_lib.datasets.gmic.gmic_phantom_views: {args.train_exams} "
+        "data": (f"SYNTHETIC phantoms from course_lib.datasets.gmic.gmic_phantom_views, dense fraction drawn "
+                 f"from {tuple(args.dense_range)}, lesion contrast x{args.lesion_contrast}: {args.train_exams} "
                  f"training exams (seed 1), {args.validation_exams} validation exams (seed 2, best epoch), "
                  f"{args.test_exams} test exams (seed 3)"),
         "command": command,

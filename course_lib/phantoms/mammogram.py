@@ -379,6 +379,7 @@ def make_mammogram(
     lesion_probability=0.5,
     beta=2.8,
     bits=12,
+    lesion_contrast=1.0,
 ):
     """Draw a synthetic mammogram with masks and GMIC-style labels.
 
@@ -409,6 +410,9 @@ def make_mammogram(
         on the GMIC sample exam (2.5-2.8).
     bits : int
         Bits stored; the image spans ``0 .. 2**bits - 1``.
+    lesion_contrast : float
+        Multiplies the lesions' signal; above 1 makes "teaching" phantoms whose
+        lesions a small model can learn to find in minutes.
 
     Returns
     -------
@@ -461,7 +465,7 @@ def make_mammogram(
     )
 
     body = _FAT_LEVEL + _GLAND_GAIN * glandular + _FAT_TEXTURE_GAIN * texture
-    body += lesion_signal
+    body += lesion_contrast * lesion_signal
     if muscle_soft is not None:
         muscle_signal = _MUSCLE_LEVEL * (0.8 + 0.4 * np.sqrt(muscle_depth))
         muscle_signal += _FAT_TEXTURE_GAIN * texture
