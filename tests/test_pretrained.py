@@ -1,0 +1,42 @@
+"""The kit's phantom-trained GMIC weights: card, registry entry, and that they localise."""
+
+import hashlib
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from course_lib import data  # noqa: E402
+from course_lib.datasets.gmic import gmic_phantom_views  # noqa: E402
+from course_lib.models.gmic_train import (  # noqa: E402
+    PHANTOM_DENSE_RANGE, PHANTOM_LESION_CONTRAST, PHANTOM_WEIGHTS_KEY, evaluate_localisation,
+    load_phantom_gmic, predict_views,
+)
+from course_lib.paths import PRETRAINED  # noqa: E402
+
+WEIGHTS = PRETRAINED / "gmic_phantom_quarter.pt"
+CARD = PRETRAINED / "gmic_phantom_quarter.json"
+
+
+def test_model_card_matches_the_checkpoint():
+    card = json.loads(CARD.read_text())
+    assert card["sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
+    assert "not for clinical use" in card["warning"].lower() and "synthetic" in card["warning"].lower()
+    assert card["dtype"] == "float16" and WEIGHTS.stat().st_size <= 30 * 2**20
+    assert card["command"].startswith("python -m course_lib.models.gmic_train")
+    for key in ("data", "settings", "steps", "test_metrics", "loss"):
+        assert card[key], key
+
+
+def test_registry_resolves_the_weights_from_the_checkout():
+    assert data.fetch(PHANTOM_WEIGHTS_KEY) == WEIGHTS
+
+
+def test_weights_load_strictly_and_localise_held_out_phantoms():
+    model = load_phantom_gmic(WEIGHTS)
+    views = gmic_phantom_views(8, seed=3, dense_range=PHANTOM_DENSE_RANGE, lesion_contrast=PHANTOM_LESION_CONTRAST)
+    y, saliency, _ = predict_views(model, views["windows"])
+    scores = evaluate_localisation(y, saliency, views["labels"], views["benign_masks"], views["malignant_masks"])
+    # An untrained model points at a lesion about 1 time in 20; the card reports the full test set.
+    assert scores["pointing_game_n"] >= 5 and scores["pointing_game"] >= 0.6, scores
