@@ -40,3 +40,14 @@ def test_weights_load_strictly_and_localise_held_out_phantoms():
     scores = evaluate_localisation(y, saliency, views["labels"], views["benign_masks"], views["malignant_masks"])
     # An untrained model points at a lesion about 1 time in 20; the card reports the full test set.
     assert scores["pointing_game_n"] >= 5 and scores["pointing_game"] >= 0.6, scores
+
+
+def test_gradcam_gives_one_map_per_image():
+    from course_lib.explain.gmic_gradcam import block_mean, gmic_gradcam
+
+    model = load_phantom_gmic(WEIGHTS)
+    views = gmic_phantom_views(1, seed=3)
+    maps = gmic_gradcam(model, views["windows"][:3], class_index=1)
+    assert maps.shape == (3, 768, 512) and 0 <= maps.min() and maps.max() <= 1
+    assert block_mean(maps, 64).shape == (3, 12, 8)
+    assert not (maps[0] == maps[1]).all()

@@ -19,7 +19,9 @@ class GlobalScores(nn.Module):
         self.gmic = gmic
 
     def forward(self, images):
-        return self.gmic(images).y_global
+        # The dense forward: the padding-skipping one runs the layers image by image,
+        # and Grad-CAM's hooks would see only the last image of the batch.
+        return self.gmic(images, exact_full_forward=True).y_global
 
 
 def gmic_gradcam(model, windows, class_index, batch_size=8):
