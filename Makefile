@@ -37,7 +37,7 @@ course: setup
 
 test: setup
 	rm -rf build/smoke build/nbval_timings.json
-	$(PY) -m pytest -p no:cacheprovider tests; status=$$?; \
+	$(PY) -m pytest -p no:cacheprovider -rs tests; status=$$?; \
 	$(PY) -m pytest -p no:cacheprovider $(NBVAL) notebooks/[0-9][0-9]_*.ipynb; status2=$$?; \
 	$(PY) tools/timing_table.py; \
 	test $$status -eq 0 -a $$status2 -eq 0

@@ -21,7 +21,7 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `default` | 2-core laptop CPU | about 1 minute |
+# | `default` | 2-core laptop CPU | under a minute |
 # | `full` | any (full-size phantoms) | about 3 minutes |
 #
 # *Not for clinical use. Synthetic images are always labelled SYNTHETIC.*

@@ -26,7 +26,7 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `default` | 2-core laptop CPU, kit's phantom-trained weights | about 2 minutes |
+# | `default` | 2-core laptop CPU, kit's phantom-trained weights | under a minute |
 # | `full` | GPU, official weights, training at full resolution | about 1 hour |
 #
 # *Not for clinical use. The kit's own weights were trained on SYNTHETIC phantoms only; their numbers on real
