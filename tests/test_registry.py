@@ -221,3 +221,9 @@ def test_every_kit_file_in_the_registry_is_committed_with_its_hash():
             assert entry.checkout_path.is_file(), entry.key
             algorithm, expected = entry.hash.split(":")
             assert data.file_hash(entry.checkout_path, algorithm) == expected, entry.key
+
+
+def test_try_fetch_skips_with_a_short_message(isolated, capsys):
+    assert data.try_fetch(isolated.key) is None
+    out = capsys.readouterr().out
+    assert isolated.key in out and "course-kit fetch" in out and "/" + "tmp" not in out

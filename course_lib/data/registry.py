@@ -244,6 +244,8 @@ def try_fetch(key):
     """
     try:
         return fetch(key)
-    except DataUnavailableError as error:
-        print(f"[real data unavailable, section skipped] {error}")
+    except DataUnavailableError:
+        # The full error names local paths; a stored notebook output should not.
+        print(f"[real data unavailable, section skipped] {key}: not in the cache, the mirror or the "
+              f"network. `course-kit fetch {key}` says where to put it.")
         return None
