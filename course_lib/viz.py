@@ -96,12 +96,31 @@ def window_level_figure(image, windows, titles=None):
     return fig
 
 
-def window_level_viewer(image, center=None, width=None, downsample=4):
-    """Interactive window/level sliders (ipywidgets) over a downsampled ``image``.
+def _redraw_on_change(controls, draw):
+    """Controls above an output area that ``draw(*values)`` fills whenever a control changes.
 
-    Returns the widget; in a headless run (papermill, nbval, an HTML export) nothing can
-    move the sliders, so notebooks show :func:`window_level_figure` as well.
+    Nothing is drawn when the widget is created: a headless run (papermill, nbval, the
+    HTML export) then exchanges no widget output at all, and the notebooks show the
+    initial state as a static figure just above.
     """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    output = widgets.Output()
+
+    def redraw(_change):
+        with output:
+            output.clear_output(wait=True)
+            draw(*[control.value for control in controls])
+            plt.show()
+
+    for control in controls:
+        control.observe(redraw, names="value")
+    return widgets.VBox([*controls, output])
+
+
+def window_level_viewer(image, center=None, width=None, downsample=4):
+    """Window/level sliders (ipywidgets) over a downsampled ``image``; move one to draw."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
@@ -114,26 +133,18 @@ def window_level_viewer(image, center=None, width=None, downsample=4):
         plt.figure(figsize=(5, 6))
         plt.imshow(apply_window(small, center, width), cmap="gray", vmin=0, vmax=1)
         plt.axis("off")
-        plt.show()
 
     step = max((high - low) / 200, 1)
-    return widgets.interactive(
+    return _redraw_on_change(
+        [widgets.FloatSlider(value=center, min=low, max=high, step=step, description="level"),
+         widgets.FloatSlider(value=width, min=step, max=2 * (high - low), step=step, description="window")],
         show,
-        center=widgets.FloatSlider(value=center, min=low, max=high, step=step, description="level"),
-        width=widgets.FloatSlider(value=width, min=step, max=2 * (high - low), step=step, description="window"),
     )
 
 
 def gmic_browser(views, figure_for):
-    """A dropdown over ``views`` (names) that draws ``figure_for(name)`` (ipywidgets).
-
-    Interactive in Jupyter; in a headless run nothing can change the selection.
-    """
+    """A dropdown over ``views`` (names) that draws ``figure_for(name)``; pick one to draw."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
-    def show(view):
-        figure_for(view)
-        plt.show()
-
-    return widgets.interactive(show, view=widgets.Dropdown(options=list(views), description="view"))
+    return _redraw_on_change([widgets.Dropdown(options=list(views), value=None, description="view")],
+                             figure_for)

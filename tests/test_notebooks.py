@@ -101,7 +101,7 @@ def test_stored_notebook_matches_its_source(path):
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=IDS)
 def test_smoke_run(path):
     out_dir = BUILD / "smoke"
-    run = runner.run_notebook(path, out_dir, "smoke")
+    run = runner.run_notebook(path, out_dir, "smoke", timeout=600)  # a hung cell fails, not stalls CI
     timings = out_dir / "timings.json"
     recorded = json.loads(timings.read_text()) if timings.exists() else {}
     recorded[run.name] = {"status": run.status, "seconds": run.seconds}

@@ -317,7 +317,8 @@ def _main(argv=None):
         "test_metrics": metrics,
         "sha256": digest,
         "dtype": "float16",
-        "warning": "Trained on synthetic phantoms only. Not for clinical use; its outputs on real mammograms mean nothing.",
+        "warning": ("Trained on synthetic phantoms only. Not for clinical use; "
+                    "its outputs on real mammograms mean nothing."),
     }
     with atomic_output(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(card, indent=1) + "\n")

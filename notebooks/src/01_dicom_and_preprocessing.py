@@ -115,8 +115,8 @@ print(table.to_string(index=False))
 #
 # ### Window and level
 #
-# A display maps a *window* of grey levels (centre = level, width = window) to black..white. The sliders below
-# work in Jupyter; a headless run (CI, the HTML export) shows the static panels.
+# A display maps a *window* of grey levels (centre = level, width = window) to black..white. Move a slider below
+# to redraw (in Jupyter); the static panels show three settings for any reader, the HTML export included.
 
 # %%
 first_image, first_info = next(iter(images.values()))

@@ -262,7 +262,7 @@ def figure_for(name):
 
 figure_for(next(iter(outputs)))
 plt.show()
-gmic_browser(outputs, figure_for)  # a dropdown over the lesion views (interactive in Jupyter)
+gmic_browser(outputs, figure_for)  # pick a lesion view to draw its figure (in Jupyter)
 
 # %% [markdown]
 # ## 6. Does the saliency map point at the lesion? Numbers, on held-out phantoms
