@@ -203,6 +203,8 @@ PHANTOM_CONFIG = dict(input_shape=(768, 512), crop_shape=(128, 128))
 PHANTOM_DENSE_RANGE = (0.05, 0.3)
 #: Lesion contrast of the training phantoms: "teaching" phantoms, lesions 3x as bright.
 PHANTOM_LESION_CONTRAST = 3.0
+#: Registry key of the weights that `python -m course_lib.models.gmic_train` wrote.
+PHANTOM_WEIGHTS_KEY = "course-kit/pretrained/gmic_phantom_quarter.pt"
 
 
 def phantom_model(seed=0):
@@ -226,9 +228,6 @@ def load_phantom_gmic(path=None, device="cpu"):
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return load_gmic_checkpoint(state, "1", device=device, **PHANTOM_CONFIG)
-
-
-PHANTOM_WEIGHTS_KEY = "course-kit/pretrained/gmic_phantom_quarter.pt"
 
 
 def _main(argv=None):
