@@ -51,7 +51,7 @@ def load_view(folder: Path, view: str):
 
 
 def load_model(folder: Path, device: str):
-    from course_lib.models.gmic import load_gmic_checkpoint
+    from course_lib.gmic.model import load_gmic_checkpoint
 
     return load_gmic_checkpoint(folder / "gmic_random_state_dict.pt", 1, device=device)
 

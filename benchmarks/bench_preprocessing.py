@@ -29,9 +29,10 @@ from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 
-from course_lib.dicom import read_mammogram, to_png16, write_png
-from course_lib.preprocessing.batch import save_cropped
-from course_lib.preprocessing.gmic import VIEWS, crop_mammogram, load_png16, optimal_center
+from course_lib.dicom import read_mammogram, to_png16
+from course_lib.io import write_png
+from course_lib.exam_list import VIEWS
+from course_lib.gmic.preprocess import crop_mammogram, load_png16, optimal_center, save_cropped
 
 CROP_KEYS = (
     "window_location", "rightmost_points", "bottommost_points", "distance_from_starting_side",

@@ -1,7 +1,7 @@
 """course_lib: the thin shared library of the breast-imaging deep-learning course kit.
 
 Importing it is cheap: neither torch nor tensorflow is imported here. Framework code
-lives in modules named after the framework (for example ``course_lib.models.gmic``
+lives in modules named after the framework (for example ``course_lib.gmic.model``
 needs torch) that only the notebooks needing them import.
 """
 

@@ -2,38 +2,29 @@
 
 :func:`read_mammogram` turns a DICOM file into a greyscale array in which bright
 means dense, plus the metadata a pipeline needs (view, laterality, bit depth).
-:func:`to_png16`, :func:`to_png8`, :func:`write_png` and :func:`read_png` move
-such arrays to and from PNG, the format GMIC and the density model read.
+:func:`to_png16` and :func:`to_png8` convert such arrays to the grey levels that
+GMIC (16-bit) and the density model (8-bit) read; :mod:`course_lib.io` writes the PNGs.
 """
 
 import re
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_windowing, get_decoder
-from PIL import Image
-
-from course_lib.io import atomic_output
-from skimage.filters import threshold_otsu
 
 __all__ = [
     "DicomError",
     "UnknownLateralityError",
     "MissingDecoderError",
-    "BitDepthWarning",
-    "OrientationWarning",
+    "MammogramTags",
     "MammogramInfo",
+    "read_mammogram_tags",
     "read_mammogram",
-    "orient_chest_wall_left",
     "to_png16",
     "to_png8",
-    "write_png",
-    "read_png",
 ]
 
 DECODER_PACKAGES = (
@@ -54,12 +45,17 @@ class MissingDecoderError(RuntimeError):
     """Compressed pixel data for which no decoder package is installed."""
 
 
-class BitDepthWarning(UserWarning):
-    """A PNG whose bit depth differs from the expected one."""
+@dataclass(frozen=True)
+class MammogramTags:
+    """What a mammogram's header says: patient, study, breast and view (see :func:`read_mammogram_tags`)."""
 
-
-class OrientationWarning(UserWarning):
-    """The pixels and the laterality tag disagree about where the chest wall is."""
+    path: str
+    patient_id: str
+    study_instance_uid: str
+    laterality: str  #: "L" or "R"
+    laterality_source: str  #: the tag it came from, or "argument"
+    view: str | None  #: "CC", "MLO", "ML", ...; None when no tag names it
+    view_source: str | None
 
 
 @dataclass(frozen=True)
@@ -281,6 +277,68 @@ def _decode(ds, path):
         ) from error
 
 
+def _read_dataset(path, **options):
+    try:
+        return pydicom.dcmread(path, **options)
+    except InvalidDicomError:
+        raise DicomError(
+            f"not a DICOM file: {path} (no 'DICM' marker after the 128-byte preamble). "
+            "Check the path; a DICOM written without preamble can be read with "
+            "pydicom.dcmread(path, force=True)."
+        ) from None
+
+
+def _tags(ds, path, laterality=None):
+    """:class:`MammogramTags` of a dataset, or DicomError if it is not a 2-D greyscale image."""
+    if "PixelData" not in ds:
+        raise DicomError(
+            f"DICOM without pixel data: {path} (a structured report, presentation "
+            "state or other non-image object); pick the image file of the series"
+        )
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise DicomError(
+            f"unsupported photometric interpretation {photometric!r} in {path}: "
+            "mammograms are greyscale (MONOCHROME1 or MONOCHROME2); this file holds a "
+            "colour or secondary image, not a mammogram to analyse"
+        )
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise DicomError(
+            f"{path} has {ds.NumberOfFrames} frames (tomosynthesis?); read_mammogram "
+            "reads single-frame 2-D mammograms, use pydicom directly for the frames"
+        )
+    if laterality is None:
+        laterality, laterality_source = _laterality(ds)
+        if laterality is None:
+            raise UnknownLateralityError(
+                f"unknown laterality in {path}: none of ImageLaterality, Laterality, "
+                "PatientOrientation or SeriesDescription says which breast this is. "
+                "If you know it, pass laterality='L' or 'R' to read_mammogram."
+            )
+    elif laterality in ("L", "R"):
+        laterality_source = "argument"
+    else:
+        raise ValueError(f"laterality must be 'L' or 'R', not {laterality!r}")
+    view, view_source = _view(ds)
+    return MammogramTags(
+        path=str(path), patient_id=str(ds.get("PatientID", "")),
+        study_instance_uid=str(ds.get("StudyInstanceUID", "")),
+        laterality=laterality, laterality_source=laterality_source, view=view, view_source=view_source,
+    )  # fmt: skip
+
+
+def read_mammogram_tags(path, *, laterality=None):
+    """Who, which breast and which view a mammogram DICOM holds, from its header alone.
+
+    The pixels are not read (nor decoded), so surveying a folder of DICOMs costs a
+    fraction of reading it. Raises the same :class:`DicomError` as :func:`read_mammogram`
+    for files that are not single-frame greyscale images.
+    """
+    path = str(path)
+    # defer_size: large values (the pixel data) are left on disk, only their presence is known.
+    return _tags(_read_dataset(path, defer_size=1024), path, laterality)
+
+
 def read_mammogram(path, apply_voi_lut=False, *, laterality=None):
     """Read a mammogram DICOM into a greyscale array where bright means dense.
 
@@ -319,116 +377,34 @@ def read_mammogram(path, apply_voi_lut=False, *, laterality=None):
     view name stored in PatientOrientation (CBIS-DDSM); it may be None.
     """
     path = str(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError:
-        raise DicomError(
-            f"not a DICOM file: {path} (no 'DICM' marker after the 128-byte preamble). "
-            "Check the path; a DICOM written without preamble can be read with "
-            "pydicom.dcmread(path, force=True)."
-        ) from None
-    if "PixelData" not in ds:
-        raise DicomError(
-            f"DICOM without pixel data: {path} (a structured report, presentation "
-            "state or other non-image object); pick the image file of the series"
-        )
-    photometric = str(ds.get("PhotometricInterpretation", ""))
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise DicomError(
-            f"unsupported photometric interpretation {photometric!r} in {path}: "
-            "mammograms are greyscale (MONOCHROME1 or MONOCHROME2); this file holds a "
-            "colour or secondary image, not a mammogram to analyse"
-        )
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise DicomError(
-            f"{path} has {ds.NumberOfFrames} frames (tomosynthesis?); read_mammogram "
-            "reads single-frame 2-D mammograms, use pydicom directly for the frames"
-        )
-
-    if laterality is None:
-        laterality, laterality_source = _laterality(ds)
-        if laterality is None:
-            raise UnknownLateralityError(
-                f"unknown laterality in {path}: none of ImageLaterality, Laterality, "
-                "PatientOrientation or SeriesDescription says which breast this is. "
-                "If you know it, pass laterality='L' or 'R' to read_mammogram."
-            )
-    elif laterality in ("L", "R"):
-        laterality_source = "argument"
-    else:
-        raise ValueError(f"laterality must be 'L' or 'R', not {laterality!r}")
-    view, view_source = _view(ds)
+    ds = _read_dataset(path)
+    tags = _tags(ds, path, laterality)
 
     values, value_range = _apply_modality_lut(_decode(ds, path), ds)
     voi_applied = False
     if apply_voi_lut:
         values, value_range, voi_applied = _apply_voi_lut(values, ds, value_range)
+    photometric = str(ds.PhotometricInterpretation)
     if photometric == "MONOCHROME1":
         values = _invert(values, value_range)
 
     info = MammogramInfo(
         path=path,
-        laterality=laterality,
-        laterality_source=laterality_source,
-        view=view,
-        view_source=view_source,
+        laterality=tags.laterality,
+        laterality_source=tags.laterality_source,
+        view=tags.view,
+        view_source=tags.view_source,
         bits_stored=int(ds.BitsStored),
         photometric_interpretation=photometric,
         transfer_syntax=ds.file_meta.TransferSyntaxUID.name,
-        patient_id=str(ds.get("PatientID", "")),
+        patient_id=tags.patient_id,
         value_range=value_range,
         voi_applied=voi_applied,
     )
     return values, info
 
 
-def orient_chest_wall_left(image, laterality, *, source=None, tolerance=0.1):
-    """Mirror ``image`` if needed so that the chest wall is on the left (breast faces right).
-
-    The chest wall is the side with more breast pixels: the breast is widest
-    there and tapers to the nipple. Breast pixels are those above Otsu's
-    threshold (computed on every 8th pixel). When the two halves differ by less
-    than ``tolerance`` of their total the pixels cannot tell, and the tag
-    decides using the display convention (L faces right, R faces left).
-
-    A disagreement between the pixels and that convention (e.g. an R image stored
-    with its chest wall on the left) is reported with an :class:`OrientationWarning`;
-    the pixels win.
-
-    Returns
-    -------
-    oriented : ndarray
-        ``image`` or its mirror (a view).
-    flipped : bool
-    """
-    if laterality not in ("L", "R"):
-        raise ValueError(f"laterality must be 'L' or 'R', not {laterality!r}")
-    sample = np.asarray(image)[::8, ::8]
-    breast = sample > threshold_otsu(sample)
-    half = breast.shape[1] // 2
-    left, right = int(breast[:, :half].sum()), int(breast[:, -half:].sum())
-    tag_says_left = laterality == "L"
-    if abs(left - right) <= tolerance * (left + right):
-        chest_wall_left = tag_says_left
-    else:
-        chest_wall_left = left > right
-        if chest_wall_left != tag_says_left:
-            name = source if source is not None else "image"
-            sides = {True: "left", False: "right"}
-            warnings.warn(
-                f"{name}: laterality {laterality} usually has its chest wall on the "
-                f"{sides[tag_says_left]}, but the pixels put it on the "
-                f"{sides[chest_wall_left]}; oriented by the pixels. Check the laterality "
-                "tag, or whether the image was stored mirrored.",
-                OrientationWarning,
-                stacklevel=2,
-            )
-    if chest_wall_left:
-        return image, False
-    return image[:, ::-1], True
-
-
-# --- PNG ----------------------------------------------------------------------------
+# --- PNG grey levels ----------------------------------------------------------------------------
 
 
 def to_png16(image, bits_stored):
@@ -469,62 +445,3 @@ def to_png8(image, bits_stored=None, *, value_range=None):
         raise ValueError(f"value_range must be increasing, got {value_range}")
     scaled = (np.asarray(image, dtype=np.float64) - low) * (255.0 / (high - low))
     return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
-
-
-def write_png(path, array, *, compress_level=6):
-    """Write a uint8 or uint16 greyscale array as PNG, atomically.
-
-    The file is written to a temporary name in the same folder and then renamed
-    (``os.replace``), so a reader never sees a half-written PNG, even when
-    several processes write. ``compress_level`` 6 is Pillow's default (with it
-    GMIC's sample PNGs are rewritten byte for byte); 1 writes about twice as fast
-    for ~5 % larger files.
-    """
-    array = np.asarray(array)
-    if array.ndim != 2 or array.dtype not in (np.uint8, np.uint16):
-        raise ValueError(
-            f"write_png needs a 2-D uint8 or uint16 array, got {array.dtype} {array.shape}; "
-            "convert with to_png16 or to_png8"
-        )
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=compress_level)
-    return path
-
-
-def read_png(path, expect_bits=16):
-    """Read a greyscale PNG as stored (uint8 or uint16).
-
-    Reading an 8-bit PNG where a 16-bit one is expected emits a
-    :class:`BitDepthWarning`: the image has only 256 grey levels. GMIC's
-    per-image z-scoring still works on it, but fine density detail is lost.
-    """
-    if expect_bits not in (8, 16):
-        raise ValueError(f"expect_bits must be 8 or 16, not {expect_bits!r}")
-    with Image.open(path) as img:
-        mode = img.mode
-        if mode not in ("L", "I;16", "I"):
-            raise ValueError(
-                f"{path} is a {mode} PNG, not greyscale; convert it to an 8- or 16-bit "
-                "greyscale PNG first"
-            )
-        array = np.asarray(img)
-    if mode == "I":  # older Pillow opens 16-bit PNGs as 32-bit integers
-        array = array.astype(np.uint16)
-    bits = 8 if mode == "L" else 16
-    if bits == 8 and expect_bits == 16:
-        warnings.warn(
-            f"{path} is an 8-bit PNG, 16-bit expected: it has only 256 grey levels. "
-            "GMIC's z-scoring still works, but fine detail is lost; convert from the "
-            "DICOM with to_png16 to keep every level.",
-            BitDepthWarning,
-            stacklevel=2,
-        )
-    elif bits == 16 and expect_bits == 8:
-        warnings.warn(
-            f"{path} is a 16-bit PNG, 8-bit expected: values go above 255; convert it "
-            "with to_png8 first.",
-            BitDepthWarning,
-            stacklevel=2,
-        )
-    return array

@@ -27,11 +27,11 @@ Required for every exam:
 
 Added by preprocessing, each a dict view -> list with one entry per image of that view:
 
-- stage 1 (:func:`course_lib.preprocessing.gmic.crop_mammogram`):
+- stage 1 (:func:`course_lib.gmic.preprocess.crop_mammogram`):
   ``window_location`` (top, bottom, left, right), ``rightmost_points``
   ((y_first, y_last), x), ``bottommost_points`` (y, (x_first, x_last)),
   ``distance_from_starting_side`` (int);
-- stage 2 (:func:`course_lib.preprocessing.gmic.optimal_center`): ``best_center`` (y, x).
+- stage 2 (:func:`course_lib.gmic.preprocess.optimal_center`): ``best_center`` (y, x).
 
 Other keys (e.g. GMIC's ``L-CC_benign_seg``) are kept as they are.
 """
@@ -52,10 +52,44 @@ __all__ = [
     "read_exam_list",
     "write_exam_list",
     "validate_exam_list",
+    "cancer_label",
+    "view_labels",
 ]
 
 VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 LABEL_KEYS = ("left_benign", "right_benign", "left_malignant", "right_malignant")
+
+
+def cancer_label(*, left_benign=0, right_benign=0, left_malignant=0, right_malignant=0, unknown=0):
+    """An exam's ``cancer_label``: the four breast-level flags, the exam-level ``benign``
+    and ``malignant`` (either side), and ``unknown`` (1 when pathology is not known,
+    e.g. an exam built from DICOM headers alone).
+
+    >>> cancer_label(right_benign=1)
+    {'benign': 1, 'malignant': 0, 'left_benign': 0, 'right_benign': 1, 'left_malignant': 0, 'right_malignant': 0, 'unknown': 0}
+    """
+    flags = dict(left_benign=left_benign, right_benign=right_benign,
+                 left_malignant=left_malignant, right_malignant=right_malignant, unknown=unknown)
+    for key, value in flags.items():
+        if value not in (0, 1, False, True):
+            raise ValueError(f"cancer_label.{key} must be 0 or 1, not {value!r}")
+    flags = {key: int(value) for key, value in flags.items()}
+    return {
+        "benign": max(flags["left_benign"], flags["right_benign"]),
+        "malignant": max(flags["left_malignant"], flags["right_malignant"]),
+        **{key: flags[key] for key in LABEL_KEYS},
+        "unknown": flags["unknown"],
+    }
+
+
+def view_labels(labels, view):
+    """(benign, malignant) 0/1 labels of ``view`` from an exam's ``cancer_label``.
+
+    >>> view_labels(cancer_label(right_benign=1), "R-MLO")
+    (1, 0)
+    """
+    side = "left" if view.startswith("L") else "right"
+    return int(labels[f"{side}_benign"]), int(labels[f"{side}_malignant"])
 
 
 class ExamListError(ValueError):

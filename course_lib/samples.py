@@ -15,7 +15,6 @@ import csv
 import hashlib
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,7 +33,6 @@ __all__ = [
     "build_samples",
     "compare_samples",
     "file_manifest",
-    "add_samples_parser",
 ]
 
 MANIFEST_NAME = "MANIFEST.csv"
@@ -110,7 +108,7 @@ def _sample_builders():
     from course_lib.datasets.breakhis import build_breakhis_phantom_dataset
     from course_lib.datasets.cbis_ddsm import build_cbis_ddsm_phantom_tree
     from course_lib.datasets.density import build_density_phantom_dataset
-    from course_lib.datasets.gmic import build_gmic_phantom_exams
+    from course_lib.gmic.data import build_gmic_phantom_exams
 
     return {
         "dicom": _write_dicom_samples,
@@ -230,34 +228,3 @@ def compare_samples(dest=DATA_SAMPLES):
         fresh = Path(tmp) / "data_samples"
         _write_samples(fresh)
         return _tree_differences(fresh, dest)
-
-
-# --------------------------------------------------------------------------- command line
-
-def _cmd_samples(args):
-    """``course-kit samples``: regenerate the samples, or check them with ``--check``."""
-    if args.check:
-        differences = compare_samples(args.out)
-        for difference in differences:
-            print(difference)
-        if differences:
-            print(f"{len(differences)} file(s) in {args.out} differ from what the code makes; "
-                  "run `course-kit samples` to regenerate", file=sys.stderr)
-            return 1
-        print(f"{args.out} matches the code")
-        return 0
-    rows = build_samples(args.out)
-    total = sum(size for _, size, _ in rows)
-    print(f"wrote {len(rows)} files ({total / 1e6:.1f} MB) and {MANIFEST_NAME} to {args.out}")
-    return 0
-
-
-def add_samples_parser(subparsers):
-    """Add the ``samples`` sub-command to the ``course-kit`` parser's ``subparsers``."""
-    samples = subparsers.add_parser("samples", help="regenerate data_samples/ from code, or check it")
-    samples.add_argument("--out", type=Path, default=DATA_SAMPLES,
-                         help="sample folder (default: the checkout's data_samples/)")
-    samples.add_argument("--check", action="store_true",
-                         help="regenerate into a temporary folder and list the files that differ")
-    samples.set_defaults(run=_cmd_samples)
-    return samples

@@ -19,7 +19,7 @@ from course_lib.datasets.cbis_ddsm import (
     match_cbis_ddsm,
     read_cbis_ddsm_csvs,
 )
-from course_lib.dicom import read_png
+from course_lib.io import read_png
 from course_lib.phantoms.mammogram import make_mammogram
 
 SHAPE = (368, 240)

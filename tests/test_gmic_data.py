@@ -5,15 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from course_lib.datasets.gmic import (
-    GMICScale, build_gmic_phantom_exams, mask_in_model_frame, preprocess_view, segmentation_paths, view_labels,
-)
-from course_lib.dicom import read_png
-from course_lib.exam_list import VIEWS, read_exam_list
+from course_lib.exam_list import VIEWS, read_exam_list, view_labels
+from course_lib.gmic.config import GMICGeometry
+from course_lib.gmic.data import build_gmic_phantom_exams, segmentation_paths
+from course_lib.gmic.preprocess import crop_mammogram, mask_in_model_frame, place_in_window, preprocess_view
+from course_lib.io import read_png
 from course_lib.phantoms.mammogram import make_mammogram
-from course_lib.preprocessing.gmic import crop_mammogram, place_in_window
 
-SCALE = GMICScale.quarter()
+QUARTER = GMICGeometry.quarter()
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +45,20 @@ def test_labels_agree_with_the_segmentations(exams_root):
             for path in (benign_path, malignant_path):
                 if path is not None:
                     seg = read_png(path, expect_bits=8)
-                    assert seg.shape == SCALE.window and set(np.unique(seg)) == {0, 255}
+                    assert seg.shape == QUARTER.window and set(np.unique(seg)) == {0, 255}
 
 
 def test_segmentation_lies_on_the_lesion_in_the_model_frame():
     phantom = make_mammogram(3, view="MLO", side="R", lesions=("benign_mass",))
-    window, info = preprocess_view(phantom.image, "R-MLO", "NO", SCALE)
-    framed = mask_in_model_frame(phantom.benign_mask, "R-MLO", info, "NO", SCALE)
+    window, info = preprocess_view(phantom.image, "R-MLO", "NO", QUARTER)
+    framed = mask_in_model_frame(phantom.benign_mask, "R-MLO", info, "NO", QUARTER)
     assert framed.sum() == phantom.benign_mask.sum()
-    cropped, _ = crop_mammogram(phantom.image, "R-MLO", "NO", buffer=SCALE.crop_buffer, iterations=SCALE.crop_iterations)
-    placed = place_in_window(cropped, "R-MLO", info["best_center"], "NO", SCALE.window)
+    cropped, _ = crop_mammogram(phantom.image, "R-MLO", "NO", buffer=QUARTER.crop_buffer, iterations=QUARTER.crop_iterations)
+    placed = place_in_window(cropped, "R-MLO", info["best_center"], "NO", QUARTER.window)
     lesion_pixels = np.flatnonzero(phantom.benign_mask)
     assert np.array_equal(np.sort(placed[framed]), np.sort(phantom.image.ravel()[lesion_pixels]))
     # The right breast faces right in the model frame: its chest wall is at column 0.
-    assert placed[:, :10].any() and window.shape == SCALE.window
+    assert placed[:, :10].any() and window.shape == QUARTER.window
 
 
 def test_building_twice_gives_identical_bytes(tmp_path):

@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
-from course_lib.models import gmic  # noqa: E402
-from course_lib.models.gmic import (  # noqa: E402
+from course_lib.gmic import compact_map  # noqa: E402
+from course_lib.gmic.model import (  # noqa: E402
     GMIC,
     GlobalNetwork,
     cells_to_pixels,
@@ -24,7 +24,7 @@ from course_lib.models.gmic import (  # noqa: E402
     load_gmic_checkpoint,
     retrieve_roi_cells,
 )
-from course_lib.models.gmic_config import GMICConfig, gmic_config  # noqa: E402
+from course_lib.gmic.config import GMICConfig, gmic_config  # noqa: E402
 
 VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 PATHS = {"full": True, "fast": False}  # name -> exact_full_forward
@@ -175,7 +175,7 @@ def test_reduced_input_size_derives_the_saliency_grid():
         (torch.zeros(1, 1, 2944, 1920, dtype=torch.uint8), "float32"),
         (torch.zeros(1, 2944, 1920), r"\(N, 1, H, W\)"),
         (torch.zeros(1, 3, 2944, 1920), r"\(N, 1, H, W\)"),
-        (torch.zeros(1, 1, 2944, 1900), "course_lib.preprocessing.gmic"),
+        (torch.zeros(1, 1, 2944, 1900), "course_lib.gmic.preprocess"),
         (torch.zeros(1, 1, 3000, 2000), "2944x1920"),
     ],
 )
@@ -340,14 +340,14 @@ def test_fast_path_equals_the_full_forward(global_network, layout):
 
 @pytest.mark.parametrize("min_kept, min_run", list(product([1, 3, 7], [2, 9])))
 def test_fast_path_with_short_runs_relengthens_them_exactly(global_network, monkeypatch, min_kept, min_run):
-    monkeypatch.setattr(gmic, "MIN_KEPT_ROWS", min_kept)
-    monkeypatch.setattr(gmic, "MIN_COLLAPSED_RUN", min_run)
+    monkeypatch.setattr(compact_map, "MIN_KEPT_ROWS", min_kept)
+    monkeypatch.setattr(compact_map, "MIN_COLLAPSED_RUN", min_run)
     image = padded_image(384, 256, (40, 300, 0, 90), seed=min_kept)
     image[..., 350:352, 200:230] = 2.0  # a second object splits the padding runs
     with torch.no_grad():
         full = global_network(image)
         fast = global_network.forward_map(
-            gmic.CompactMap.collapse(image, 64, min_run), global_network._separable_first_pool
+            compact_map.CompactMap.collapse(image, 64, min_run), global_network._separable_first_pool
         ).to_dense()
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
 
@@ -368,14 +368,14 @@ def test_fast_path_handles_a_batch_of_different_layouts(global_network):
 def test_separable_max_pool_is_bit_identical():
     values = torch.randn(2, 3, 37, 24)
     expected = torch.nn.functional.max_pool2d(values, 3, 2)
-    assert torch.equal(gmic.separable_max_pool(values, 3, 2), expected)
+    assert torch.equal(compact_map.separable_max_pool(values, 3, 2), expected)
 
 
 def test_fast_path_is_the_default_in_eval_mode_only(monkeypatch):
     model = GMIC(GMICConfig(percent_t=0.1, input_shape=(256, 192), crop_shape=(64, 64), num_rois=2)).eval()
     calls = []
-    collapse = gmic.CompactMap.collapse
-    monkeypatch.setattr(gmic.CompactMap, "collapse", lambda *args: calls.append(1) or collapse(*args))
+    collapse = compact_map.CompactMap.collapse
+    monkeypatch.setattr(compact_map.CompactMap, "collapse", lambda *args: calls.append(1) or collapse(*args))
     with torch.no_grad():
         model(torch.randn(2, 1, 256, 192))
         model(torch.randn(2, 1, 256, 192), exact_full_forward=True)

@@ -10,13 +10,15 @@ torch = pytest.importorskip("torch")
 
 from course_lib import cli, data  # noqa: E402
 from course_lib.data import registry  # noqa: E402
-from course_lib.datasets.gmic import GMICScale, build_gmic_phantom_exams  # noqa: E402
+from course_lib.gmic.config import GMICGeometry  # noqa: E402
+from course_lib.gmic.data import build_gmic_phantom_exams  # noqa: E402
 from course_lib.exam_list import read_exam_list, write_exam_list  # noqa: E402
-from course_lib.models.gmic import GMIC  # noqa: E402
-from course_lib.models.gmic_config import gmic_config  # noqa: E402
-from course_lib.models.gmic_pipeline import (  # noqa: E402
-    ensemble_rows, exams_from_image_folder, official_model_indices, predict, write_predictions_csv,
+from course_lib.gmic.model import GMIC  # noqa: E402
+from course_lib.gmic.config import gmic_config  # noqa: E402
+from course_lib.gmic.predict import (  # noqa: E402
+    ensemble_rows, exams_from_image_folder, predict, write_predictions_csv,
 )
+from course_lib.gmic.weights import official_model_indices  # noqa: E402
 
 VIEW_FILES = [f"0_{v}.png" for v in ("L-CC", "R-CC", "L-MLO", "R-MLO")]
 # README of nyukat/GMIC, model index 1 on the four sample exams (SEED_SPECS §4.9).
@@ -55,7 +57,7 @@ def test_published_sample_predictions_with_the_official_weights(registry_file, t
     image = None
     for name in PUBLISHED:
         image = registry_file(f"gmic/sample_data/images/{name}.png")
-    from course_lib.models.gmic_pipeline import load_official_model
+    from course_lib.gmic.weights import load_official_model
 
     rows = predict(exams, image.parent, tmp_path, {"1": load_official_model("1", "cpu", weights)})
     for row in rows:
@@ -111,7 +113,7 @@ def test_phantom_exams_end_to_end_with_figures(tmp_path):
     model = GMIC(gmic_config("1", input_shape=(768, 512), crop_shape=(64, 64))).eval()
     rows = predict(exams, tmp_path / "exams" / "images", tmp_path / "out", {"1": model},
                    segmentation_dir=tmp_path / "exams" / "segmentation", visualize=True, dpi=20,
-                   scale=GMICScale.quarter())
+                   geometry=GMICGeometry.quarter())
     assert [r["image_index"] for r in rows] == [f"{e}_{v}" for e in (0, 1) for v in ("L-CC", "R-CC", "L-MLO", "R-MLO")]
     with open(tmp_path / "out" / "predictions.csv") as f:
         table = list(csv.DictReader(f))
@@ -127,7 +129,7 @@ def test_image_folder_input_has_no_labels(tmp_path):
     assert exams[0]["R-MLO"] == ["0_R-MLO"]
     torch.manual_seed(0)
     model = GMIC(gmic_config("1", input_shape=(768, 512), crop_shape=(64, 64))).eval()
-    rows = predict(exams, tmp_path / "exams" / "images", tmp_path / "out", {"1": model}, scale=GMICScale.quarter())
+    rows = predict(exams, tmp_path / "exams" / "images", tmp_path / "out", {"1": model}, geometry=GMICGeometry.quarter())
     assert all(r["benign_label"] is None for r in rows)
     last = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[-1]
     assert last.endswith(",,") and not math.isnan(float(last.split(",")[1]))

@@ -12,7 +12,7 @@ import pytest
 from scipy import ndimage
 
 from course_lib.dicom import read_mammogram
-from course_lib.preprocessing.gmic import (
+from course_lib.gmic.preprocess import (
     VIEWS,
     _erode_diamond,
     crop_mammogram,

@@ -5,10 +5,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from course_lib.models.gmic import GMIC  # noqa: E402
-from course_lib.models.gmic_config import gmic_config  # noqa: E402
-from course_lib.models.gmic_train import (  # noqa: E402
-    TrainingSettings, evaluate_localisation, gmic_loss, lesion_cells, recalibrate_batchnorm, train_gmic,
+from course_lib.gmic.model import GMIC  # noqa: E402
+from course_lib.gmic.config import gmic_config  # noqa: E402
+from course_lib.gmic.evaluate import evaluate_localisation  # noqa: E402
+from course_lib.gmic.train import (  # noqa: E402
+    TrainingSettings, gmic_loss, lesion_cells, recalibrate_batchnorm, train_gmic,
 )
 
 SMALL = dict(input_shape=(256, 192), crop_shape=(64, 64))  # 4x3 saliency cells

@@ -1,6 +1,5 @@
 """``course-kit preprocess``: GMIC stage 1 and 2 over DICOM folders, CBIS-DDSM trees, exam lists."""
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -12,22 +11,20 @@ import pydicom
 import pytest
 
 from course_lib.datasets.cbis_ddsm import build_cbis_ddsm_phantom_tree
-from course_lib.dicom import read_mammogram, read_png, to_png16, write_png
+from course_lib.dicom import read_mammogram, to_png16
+from course_lib.io import read_png, write_png
 from course_lib.exam_list import VIEWS, read_exam_list, write_exam_list
 from course_lib.phantoms.dicom_writer import write_phantom_dicom
 from course_lib.phantoms.mammogram import make_mammogram
-from course_lib.preprocessing.batch import (
-    REPORT_COLUMNS,
-    STAGE_KEYS,
-    add_preprocess_parser,
-    detect_input_kind,
-    preprocess,
-)
-from course_lib.preprocessing.gmic import crop_mammogram, optimal_center
+from course_lib.cli import main
+from course_lib.gmic.config import GMICGeometry
+from course_lib.gmic.preprocess import STAGE_KEYS, crop_mammogram, optimal_center, preprocess_target
+from course_lib.preprocessing.job import REPORT_COLUMNS, detect_input_kind, preprocess
 
 SHAPE = (368, 240)
 # Small phantoms need a smaller window and fewer erosions than GMIC's full-size defaults.
-SMALL = {"window": (384, 256), "crop_buffer": 6, "crop_iterations": 12}
+EIGHTH = GMICGeometry.eighth()
+SMALL = preprocess_target(EIGHTH)
 SMALL_ARGS = ["--window", "384", "256", "--crop-buffer", "6", "--crop-iterations", "12"]
 
 
@@ -58,21 +55,18 @@ def expected_stages(pixels, view, horizontal_flip="NO"):
     """(cropped, stage keys) computed directly with the GMIC functions."""
     cropped, info = crop_mammogram(
         pixels, view, horizontal_flip,
-        buffer=SMALL["crop_buffer"], iterations=SMALL["crop_iterations"],
+        buffer=EIGHTH.crop_buffer, iterations=EIGHTH.crop_iterations,
     )  # fmt: skip
     center = optimal_center(
         cropped, view, info["rightmost_points"], info["bottommost_points"],
-        horizontal_flip, SMALL["window"],
+        horizontal_flip, EIGHTH.window,
     )  # fmt: skip
     return cropped, json.loads(json.dumps({**info, "best_center": center}))
 
 
 def run_cli(argv):
     """Exit code of ``course-kit preprocess ARGV`` through argparse."""
-    parser = argparse.ArgumentParser(prog="course-kit")
-    add_preprocess_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["preprocess", *argv])
-    return args.run(args)
+    return main(["preprocess", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +82,7 @@ def first_run(dicom_dir, tmp_path_factory):
     """(output folder, report, input hashes before) of one in-process run."""
     before = tree_hashes(dicom_dir[0])
     out = tmp_path_factory.mktemp("out") / "preprocessed"
-    return out, preprocess(dicom_dir[0], out, processes=1, **SMALL), before
+    return out, preprocess(dicom_dir[0], out, SMALL, processes=1), before
 
 
 def test_dicom_folder_gives_cropped_pngs_and_exam_list(dicom_dir, first_run):
@@ -116,7 +110,7 @@ def test_dicom_folder_gives_cropped_pngs_and_exam_list(dicom_dir, first_run):
 def test_second_run_skips_everything_and_changes_no_byte(dicom_dir, first_run):
     out, _, inputs_before = first_run
     before = tree_hashes(out, skip={"report.csv"})
-    report = preprocess(dicom_dir[0], out, processes=1, **SMALL)
+    report = preprocess(dicom_dir[0], out, SMALL, processes=1)
     assert (report.status == "skipped").all() and len(report) == 8
     assert tree_hashes(out, skip={"report.csv"}) == before
     assert tree_hashes(dicom_dir[0]) == inputs_before
@@ -127,16 +121,16 @@ def test_damaged_outputs_and_changed_settings_are_redone(dicom_dir, first_run, t
     shutil.copytree(first_run[0], out)
     (out / "cropped" / "SYNTH-0001_L-CC.png").write_bytes(b"truncated")
     (out / ".state" / "SYNTH-0002_R-MLO.json").unlink()  # as if interrupted before the record
-    report = preprocess(dicom_dir[0], out, processes=1, **SMALL).set_index("short_name")
+    report = preprocess(dicom_dir[0], out, SMALL, processes=1).set_index("short_name")
     assert sorted(report.index[report.status == "ok"]) == ["SYNTH-0001_L-CC", "SYNTH-0002_R-MLO"]
     assert tree_hashes(out, {"report.csv"}) == tree_hashes(first_run[0], {"report.csv"})
 
-    report = preprocess(dicom_dir[0], out, processes=1, **{**SMALL, "crop_buffer": 4})
+    report = preprocess(dicom_dir[0], out, preprocess_target(GMICGeometry(window=EIGHTH.window, crop_buffer=4, crop_iterations=EIGHTH.crop_iterations)), processes=1)
     assert (report.status == "ok").all()
 
 
 def test_two_processes_give_the_same_outputs(dicom_dir, first_run, tmp_path):
-    report = preprocess(dicom_dir[0], tmp_path / "parallel", processes=2, **SMALL)
+    report = preprocess(dicom_dir[0], tmp_path / "parallel", SMALL, processes=2)
     assert (report.status == "ok").all()
     skip = {"report.csv"}
     assert tree_hashes(tmp_path / "parallel", skip) == tree_hashes(first_run[0], skip)
@@ -196,7 +190,7 @@ def test_exam_list_input(tmp_path):
     write_exam_list(tmp_path / "list" / "exams.json", [exam, missing])
     assert detect_input_kind(tmp_path / "list" / "exams.json") == "exam-list"
 
-    report = preprocess(tmp_path / "list" / "exams.json", tmp_path / "out", processes=1, **SMALL)
+    report = preprocess(tmp_path / "list" / "exams.json", tmp_path / "out", SMALL, processes=1)
     assert sorted(report.status) == ["failed"] + ["ok"] * 4
     first, second = read_exam_list(tmp_path / "out" / "exam_list.json")
     assert first["cancer_label"] == labels and first["L-CC_benign_seg"] == ["0_L-CC_benign"]
@@ -212,7 +206,7 @@ def test_exam_list_input(tmp_path):
 def test_cbis_ddsm_input(tmp_path):
     truth = build_cbis_ddsm_phantom_tree(tmp_path / "cbis", n_patients=2, seed=0, shape=SHAPE)
     assert detect_input_kind(tmp_path / "cbis") == "cbis-ddsm"
-    report = preprocess(tmp_path / "cbis", tmp_path / "out", processes=1, **SMALL)
+    report = preprocess(tmp_path / "cbis", tmp_path / "out", SMALL, processes=1)
     assert len(report) == 8 and (report.status == "ok").all()
     exams = read_exam_list(tmp_path / "out" / "exam_list.json")
     assert [e["patient_id"] for e in exams] == sorted(truth.patient_id.unique())

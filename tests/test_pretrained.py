@@ -8,11 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from course_lib import data  # noqa: E402
-from course_lib.datasets.gmic import gmic_phantom_views  # noqa: E402
-from course_lib.models.gmic_train import (  # noqa: E402
-    PHANTOM_DENSE_RANGE, PHANTOM_LESION_CONTRAST, PHANTOM_WEIGHTS_KEY, evaluate_localisation,
-    load_phantom_gmic, predict_views,
-)
+from course_lib.gmic.data import gmic_phantom_views  # noqa: E402
+from course_lib.gmic.config import PHANTOM_DENSE_RANGE, PHANTOM_LESION_CONTRAST  # noqa: E402
+from course_lib.gmic.evaluate import evaluate_localisation, predict_views  # noqa: E402
+from course_lib.gmic.weights import PHANTOM_WEIGHTS_KEY, load_phantom_gmic  # noqa: E402
 from course_lib.paths import PRETRAINED  # noqa: E402
 
 WEIGHTS = PRETRAINED / "gmic_phantom_quarter.pt"
@@ -24,7 +23,7 @@ def test_model_card_matches_the_checkpoint():
     assert card["sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
     assert "not for clinical use" in card["warning"].lower() and "synthetic" in card["warning"].lower()
     assert card["dtype"] == "float16" and WEIGHTS.stat().st_size <= 30 * 2**20
-    assert card["command"].startswith("python -m course_lib.models.gmic_train")
+    assert card["command"].startswith("course-kit gmic train")
     for key in ("data", "settings", "steps", "test_metrics", "loss"):
         assert card[key], key
 
@@ -43,7 +42,7 @@ def test_weights_load_strictly_and_localise_held_out_phantoms():
 
 
 def test_gradcam_gives_one_map_per_image():
-    from course_lib.explain.gmic_gradcam import block_mean, gmic_gradcam
+    from course_lib.gmic.gradcam import block_mean, gmic_gradcam
 
     model = load_phantom_gmic(WEIGHTS)
     views = gmic_phantom_views(1, seed=3)

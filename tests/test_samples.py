@@ -1,11 +1,10 @@
 """``data_samples/``: exactly what the code makes, listed in its manifest, small and documented."""
 
-import argparse
 import csv
 
 import pytest
 
-from course_lib import samples
+from course_lib.cli import build_parser
 from course_lib.samples import (
     DATA_SAMPLES,
     MANIFEST_NAME,
@@ -19,10 +18,8 @@ MAX_TOTAL_BYTES = 15_000_000
 
 
 def _samples_parser():
-    """A ``course-kit``-like parser holding only the ``samples`` sub-command."""
-    parser = argparse.ArgumentParser(prog="course-kit")
-    samples.add_samples_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
+    """The ``course-kit`` parser (its ``samples`` sub-command is under test)."""
+    return build_parser()
 
 
 def test_committed_samples_are_what_the_code_makes():

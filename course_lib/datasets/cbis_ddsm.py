@@ -33,7 +33,8 @@ from pydicom.uid import generate_uid
 from scipy import ndimage
 
 from course_lib.io import atomic_output
-from course_lib.dicom import read_mammogram, to_png16, write_png
+from course_lib.dicom import read_mammogram, to_png16
+from course_lib.io import write_png
 from course_lib.phantoms.dicom_writer import write_phantom_dicom
 from course_lib.phantoms.mammogram import FULL_SHAPE, PIXELS_PER_MM, make_mammogram
 

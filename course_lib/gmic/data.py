@@ -15,59 +15,15 @@ The phantoms are synthetic (CC0) and say so in every exam's ``synthetic`` key.
 """
 
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from course_lib.io import atomic_output
-from course_lib.dicom import write_png
-from course_lib.exam_list import VIEWS, write_exam_list
+from course_lib.exam_list import LABEL_KEYS, VIEWS, cancer_label, write_exam_list
+from course_lib.gmic.config import GMICGeometry
+from course_lib.gmic.preprocess import mask_in_model_frame, preprocess_view
+from course_lib.io import atomic_output, write_png
 from course_lib.phantoms.mammogram import make_mammogram
-from course_lib.preprocessing import gmic as gmic_pre
-
-
-@dataclass(frozen=True)
-class GMICScale:
-    """GMIC's preprocessing parameters at one image scale (1.0 = the official 2944x1920)."""
-
-    window: tuple = (2944, 1920)
-    crop_buffer: int = 50
-    crop_iterations: int = 100
-
-    @classmethod
-    def quarter(cls):
-        """The kit's CPU-friendly scale for phantoms: 736x480 images in a 768x512 window
-        (the model needs multiples of 64), buffers and erosions scaled by 1/4."""
-        return cls(window=(768, 512), crop_buffer=12, crop_iterations=25)
-
-
-def view_labels(cancer_label, view):
-    """(benign, malignant) 0/1 labels of ``view`` from an exam's ``cancer_label``."""
-    side = "left" if view.startswith("L") else "right"
-    return int(cancer_label[f"{side}_benign"]), int(cancer_label[f"{side}_malignant"])
-
-
-def preprocess_view(image, view, horizontal_flip="NO", scale=GMICScale()):
-    """GMIC stages 1 and 2 plus the model input for one image.
-
-    Returns ``(window, info)``: the standardised float32 window and a dict holding the
-    crop box and points of stage 1 and ``best_center`` of stage 2.
-    """
-    cropped, info = gmic_pre.crop_mammogram(image, view, horizontal_flip, buffer=scale.crop_buffer,
-                                            iterations=scale.crop_iterations)
-    best_center = gmic_pre.optimal_center(cropped, view, info["rightmost_points"], info["bottommost_points"],
-                                          horizontal_flip, window=scale.window)
-    info = dict(info, best_center=tuple(int(v) for v in best_center))
-    window = gmic_pre.gmic_input_window(cropped, view, best_center, horizontal_flip, window=scale.window)
-    return window, info
-
-
-def mask_in_model_frame(mask, view, info, horizontal_flip="NO", scale=GMICScale()):
-    """Carry a mask of the *uncropped* image into the model frame (crop, flip, window)."""
-    top, bottom, left, right = info["window_location"]
-    cropped = np.asarray(mask)[top:bottom, left:right]
-    return gmic_pre.place_in_window(cropped, view, info["best_center"], horizontal_flip, scale.window) > 0
 
 
 DENSE_RANGE = (0.1, 0.85)
@@ -90,7 +46,7 @@ def _exam_phantoms(exam_index, seed, shape, dense_range=DENSE_RANGE, lesion_cont
     return phantoms
 
 
-def build_gmic_phantom_exams(root, n_exams, seed=0, shape=None, scale=GMICScale.quarter()):
+def build_gmic_phantom_exams(root, n_exams, seed=0, shape=None, geometry=GMICGeometry.quarter()):
     """Write ``n_exams`` synthetic exams in GMIC's sample-data layout under ``root``.
 
     Returns the exam list (also written as JSON and as GMIC's legacy pickle).
@@ -100,7 +56,7 @@ def build_gmic_phantom_exams(root, n_exams, seed=0, shape=None, scale=GMICScale.
     for exam_index in range(n_exams):
         phantoms = _exam_phantoms(exam_index, seed, shape)
         exam = {"horizontal_flip": "NO", "synthetic": True}
-        labels = {"left_benign": 0, "right_benign": 0, "left_malignant": 0, "right_malignant": 0}
+        flags = dict.fromkeys(LABEL_KEYS, 0)
         for view, phantom in phantoms.items():
             short = f"{exam_index}_{view}"
             exam[view] = [short]
@@ -108,18 +64,15 @@ def build_gmic_phantom_exams(root, n_exams, seed=0, shape=None, scale=GMICScale.
             for name in ("benign", "malignant"):
                 exam[f"{view}_{name}_seg"] = [f"{short}_{name}"]
             side = "left" if view.startswith("L") else "right"
-            labels[f"{side}_benign"] |= int(phantom.benign_mask.any())
-            labels[f"{side}_malignant"] |= int(phantom.malignant_mask.any())
+            flags[f"{side}_benign"] |= int(phantom.benign_mask.any())
+            flags[f"{side}_malignant"] |= int(phantom.malignant_mask.any())
             if phantom.benign_mask.any() or phantom.malignant_mask.any():
-                _, info = preprocess_view(phantom.image, view, "NO", scale)
+                _, info = preprocess_view(phantom.image, view, "NO", geometry)
                 for name, mask in (("benign", phantom.benign_mask), ("malignant", phantom.malignant_mask)):
                     if mask.any():
-                        framed = mask_in_model_frame(mask, view, info, "NO", scale)
+                        framed = mask_in_model_frame(mask, view, info, "NO", geometry)
                         write_png(root / "segmentation" / f"{short}_{name}.png", framed.astype(np.uint8) * 255)
-        labels["benign"] = labels["left_benign"] | labels["right_benign"]
-        labels["malignant"] = labels["left_malignant"] | labels["right_malignant"]
-        labels["unknown"] = 0
-        exam["cancer_label"] = labels
+        exam["cancer_label"] = cancer_label(**flags)
         exams.append(exam)
     write_exam_list(root / "exam_list_before_cropping.json", exams)
     with atomic_output(root / "exam_list_before_cropping.pkl") as tmp:
@@ -135,7 +88,7 @@ def segmentation_paths(seg_dir, short_name):
     return tuple(p if p.is_file() else None for p in found)
 
 
-def gmic_phantom_views(n_exams, seed=0, shape=None, scale=GMICScale.quarter(), dense_range=DENSE_RANGE,
+def gmic_phantom_views(n_exams, seed=0, shape=None, geometry=GMICGeometry.quarter(), dense_range=DENSE_RANGE,
                        lesion_contrast=1.0):
     """Model-ready SYNTHETIC views, in memory: what training and evaluation consume.
 
@@ -149,11 +102,11 @@ def gmic_phantom_views(n_exams, seed=0, shape=None, scale=GMICScale.quarter(), d
     windows, labels, benign, malignant, names = [], [], [], [], []
     for exam_index in range(n_exams):
         for view, phantom in _exam_phantoms(exam_index, seed, shape, dense_range, lesion_contrast).items():
-            window, info = preprocess_view(phantom.image, view, "NO", scale)
+            window, info = preprocess_view(phantom.image, view, "NO", geometry)
             windows.append(window)
             labels.append((int(phantom.benign_mask.any()), int(phantom.malignant_mask.any())))
-            benign.append(mask_in_model_frame(phantom.benign_mask, view, info, "NO", scale))
-            malignant.append(mask_in_model_frame(phantom.malignant_mask, view, info, "NO", scale))
+            benign.append(mask_in_model_frame(phantom.benign_mask, view, info, "NO", geometry))
+            malignant.append(mask_in_model_frame(phantom.malignant_mask, view, info, "NO", geometry))
             names.append(f"{exam_index}_{view}")
     return {
         "windows": np.stack(windows),

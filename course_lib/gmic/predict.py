@@ -16,16 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_lib.data import fetch
-from course_lib.datasets.gmic import GMICScale, preprocess_view, segmentation_paths, view_labels
-from course_lib.dicom import read_png
-from course_lib.exam_list import VIEWS
-from course_lib.io import atomic_output
-from course_lib.models.gmic import load_gmic_checkpoint
-from course_lib.models.gmic_config import PERCENT_T_BY_MODEL_INDEX
-from course_lib.preprocessing import gmic as gmic_pre
+from course_lib.exam_list import VIEWS, view_labels
+from course_lib.gmic.config import GMICGeometry
+from course_lib.gmic.data import segmentation_paths
+from course_lib.gmic.preprocess import gmic_input_window, preprocess_view
+from course_lib.io import atomic_output, read_png
 
-MODEL_INDICES = tuple(PERCENT_T_BY_MODEL_INDEX) + ("ensemble",)
 PREDICTION_COLUMNS = ("image_index", "benign_pred", "malignant_pred", "benign_label", "malignant_label")
 FILE_VIEW = re.compile(r"^(?P<exam>.+)_(?P<view>[LR]-(CC|MLO))$")
 
@@ -42,20 +38,6 @@ class ViewInput:
     malignant_mask: np.ndarray | None = None
 
 
-def official_model_indices(model_index):
-    """The official model indices to run for ``--model-index`` ("1".."5" or "ensemble")."""
-    key = str(model_index)
-    if key not in MODEL_INDICES:
-        raise ValueError(f"unknown model index {model_index!r}; use one of {', '.join(MODEL_INDICES)}")
-    return list(PERCENT_T_BY_MODEL_INDEX) if key == "ensemble" else [key]
-
-
-def load_official_model(model_index, device="cpu", weights=None):
-    """Official GMIC model ``model_index`` from ``weights`` or the registry (hash-checked)."""
-    path = weights or fetch(f"gmic/models/sample_model_{model_index}.p")
-    return load_gmic_checkpoint(path, model_index, device=device)
-
-
 def exams_from_image_folder(folder):
     """An exam list built from file names ``<exam>_<VIEW>.png`` (labels unknown)."""
     exams = {}
@@ -69,7 +51,7 @@ def exams_from_image_folder(folder):
     return list(exams.values())
 
 
-def prepare_views(exams, image_dir, segmentation_dir=None, scale=GMICScale()):
+def prepare_views(exams, image_dir, segmentation_dir=None, geometry=GMICGeometry.official()):
     """Yield :class:`ViewInput` per exam, in GMIC's order (exam, then L-CC, R-CC, L-MLO, R-MLO).
 
     Exams that already carry ``best_center`` (an exam list written by ``course-kit
@@ -84,10 +66,10 @@ def prepare_views(exams, image_dir, segmentation_dir=None, scale=GMICScale()):
                     raise FileNotFoundError(f"image {path} named in the exam list does not exist")
                 image = read_png(path, expect_bits=16)
                 if "best_center" in exam:
-                    window = gmic_pre.gmic_input_window(image, view, exam["best_center"][view][index],
-                                                        exam["horizontal_flip"], scale.window)
+                    window = gmic_input_window(image, view, exam["best_center"][view][index],
+                                               exam["horizontal_flip"], geometry.window)
                 else:
-                    window, _ = preprocess_view(image, view, exam["horizontal_flip"], scale)
+                    window, _ = preprocess_view(image, view, exam["horizontal_flip"], geometry)
                 labels = view_labels(exam["cancer_label"], view) if "cancer_label" in exam else None
                 masks = [None, None]
                 if segmentation_dir is not None:
@@ -165,7 +147,7 @@ def save_visualization(view, output, index, path, crop_shape=(256, 256), dpi=500
 
 
 def predict(exams, image_dir, output_dir, models, device="cpu", segmentation_dir=None,
-            visualize=False, dpi=500, scale=GMICScale()):
+            visualize=False, dpi=500, geometry=GMICGeometry.official()):
     """Run ``models`` (dict index -> GMIC) over ``exams`` and write predictions.csv.
 
     One exam's views form one batch. With several models (the ensemble) the predictions
@@ -174,7 +156,7 @@ def predict(exams, image_dir, output_dir, models, device="cpu", segmentation_dir
     """
     output_dir = Path(output_dir)
     rows_per_model = {index: [] for index in models}
-    for views in prepare_views(exams, image_dir, segmentation_dir, scale):
+    for views in prepare_views(exams, image_dir, segmentation_dir, geometry):
         for number, (index, model) in enumerate(models.items()):
             output = run_model(model, views, device)
             rows_per_model[index] += prediction_rows(views, output)

@@ -7,6 +7,11 @@ clean-room description of the official scripts (nothing is copied from them):
 2. :func:`optimal_center` (stage 2) picks the centre of the 2944x1920 window;
 3. :func:`gmic_input_window` cuts (or pads) that window and z-scores it.
 
+:func:`preprocess_view` runs the three on one image; :func:`mask_in_model_frame`
+carries a lesion mask of the uncropped image into the model frame. The sizes come
+from one :class:`~course_lib.gmic.config.GMICGeometry` (official, or the kit's
+quarter scale for phantoms).
+
 Coordinate conventions
 ----------------------
 The cropped image is saved *unflipped*. Every point (``rightmost_points``,
@@ -25,28 +30,30 @@ References
 import numpy as np
 from scipy import ndimage
 
-from course_lib.dicom import read_png
 from course_lib.exam_list import VIEWS
+from course_lib.gmic.config import GMICGeometry
+from course_lib.io import read_png
 
 __all__ = [
-    "VIEWS",
-    "MODEL_WINDOW",
+    "OFFICIAL",
     "load_png16",
     "faces_left",
     "crop_mammogram",
     "optimal_center",
     "place_in_window",
     "gmic_input_window",
+    "preprocess_view",
+    "mask_in_model_frame",
 ]
 
-#: Model input size (rows, cols).
-MODEL_WINDOW = (2944, 1920)
+#: The official geometry, every function's default.
+OFFICIAL = GMICGeometry.official()
 
 
 def load_png16(path):
     """Read a GMIC image: a 16-bit greyscale PNG, returned as stored (uint16).
 
-    An 8-bit PNG is read too, with a warning (see :func:`course_lib.dicom.read_png`).
+    An 8-bit PNG is read too, with a warning (see :func:`course_lib.io.read_png`).
     """
     return read_png(path, expect_bits=16)
 
@@ -238,7 +245,8 @@ def _dilated_extents_fast(mask, iterations):
     return left, right
 
 
-def crop_mammogram(image, view, horizontal_flip="NO", *, buffer=50, iterations=100,
+def crop_mammogram(image, view, horizontal_flip="NO", *, buffer=OFFICIAL.crop_buffer,
+                   iterations=OFFICIAL.crop_iterations,
                    method="fast", source=None):
     """Crop a mammogram to its breast, GMIC stage 1.
 
@@ -369,7 +377,7 @@ def _window_start(center, size):
 
 
 def optimal_center(cropped_image, view, rightmost_points, bottommost_points,
-                   horizontal_flip="NO", window=MODEL_WINDOW):
+                   horizontal_flip="NO", window=OFFICIAL.window):
     """Centre (y, x) of the model window, GMIC stage 2.
 
     Works in the facing-right frame (the image is mirrored first when
@@ -428,7 +436,7 @@ def _place(length, target, center, pad_before):
     return slice(start, start + target), 0
 
 
-def place_in_window(cropped_image, view, best_center, horizontal_flip="NO", window=MODEL_WINDOW):
+def place_in_window(cropped_image, view, best_center, horizontal_flip="NO", window=OFFICIAL.window):
     """The geometric part of :func:`gmic_input_window`: mirror left-facing views, then
     cut or zero-pad the window. Keeps the dtype, so it also carries masks (for example
     lesion segmentations) into the model frame."""
@@ -445,7 +453,7 @@ def place_in_window(cropped_image, view, best_center, horizontal_flip="NO", wind
 
 
 def gmic_input_window(cropped_image, view, best_center, horizontal_flip="NO",
-                      window=MODEL_WINDOW):
+                      window=OFFICIAL.window):
     """The standardised float32 model input (rows, cols) for one cropped image.
 
     1. Convert to float32 and mirror left-facing views (chest wall at column 0).
@@ -466,3 +474,91 @@ def gmic_input_window(cropped_image, view, best_center, horizontal_flip="NO",
     out -= out.mean()
     out /= max(out.std(), np.float32(1e-5))
     return out
+
+
+def preprocess_view(image, view, horizontal_flip="NO", geometry=OFFICIAL):
+    """GMIC stages 1 and 2 plus the model input for one image.
+
+    Returns ``(window, info)``: the standardised float32 window and a dict holding the
+    crop box and points of stage 1 and ``best_center`` of stage 2.
+    """
+    cropped, info = crop_mammogram(image, view, horizontal_flip, buffer=geometry.crop_buffer,
+                                   iterations=geometry.crop_iterations)
+    best_center = optimal_center(cropped, view, info["rightmost_points"], info["bottommost_points"],
+                                 horizontal_flip, window=geometry.window)
+    info = dict(info, best_center=tuple(int(v) for v in best_center))
+    window = gmic_input_window(cropped, view, best_center, horizontal_flip, window=geometry.window)
+    return window, info
+
+
+def mask_in_model_frame(mask, view, info, horizontal_flip="NO", geometry=OFFICIAL):
+    """Carry a mask of the *uncropped* image into the model frame (crop, flip, window)."""
+    top, bottom, left, right = info["window_location"]
+    cropped = np.asarray(mask)[top:bottom, left:right]
+    return place_in_window(cropped, view, info["best_center"], horizontal_flip, geometry.window) > 0
+
+
+# --- a whole data set: GMIC's step of `course-kit preprocess` -----------------------
+
+#: Per-view keys that stage 1 and 2 add to each exam of the exam list.
+STAGE_KEYS = (
+    "window_location",
+    "rightmost_points",
+    "bottommost_points",
+    "distance_from_starting_side",
+    "best_center",
+)
+
+
+def _read_pixels(source, view):
+    """Grey levels as stored: a DICOM's stored values as uint16 (12-bit data keeps 0..4095,
+    GMIC's convention), or the PNG's."""
+    if str(source).lower().endswith(".png"):
+        return load_png16(source)
+    from course_lib.dicom import read_mammogram, to_png16
+
+    pixels, info = read_mammogram(source, laterality=view[0])
+    return to_png16(pixels, info.bits_stored)
+
+
+def save_cropped(source, pixels, cropped, target):
+    """Write the cropped image as a 16-bit PNG at ``target`` (atomically) and return it.
+
+    When nothing was cut off and the source is a PNG, its bytes are copied: they
+    already hold exactly these values, and PNG encoding would be most of the stage's time.
+    """
+    import shutil
+
+    from course_lib.io import atomic_output, write_png
+
+    if cropped.shape == pixels.shape and str(source).lower().endswith(".png"):
+        with atomic_output(target) as tmp:
+            shutil.copyfile(source, tmp)
+        return target
+    return write_png(target, cropped)
+
+
+def crop_and_center(item, output_dir, settings):
+    """Batch step (:mod:`course_lib.batch`): stage 1 and 2 of one image.
+
+    Saves the cropped image, unflipped and with its bit depth, as ``cropped/<name>.png``
+    and returns the stage keys (:data:`STAGE_KEYS`).
+    """
+    view, horizontal_flip = item.options["view"], item.options["horizontal_flip"]
+    pixels = _read_pixels(item.source, view)
+    cropped, info = crop_mammogram(pixels, view, horizontal_flip, buffer=settings["crop_buffer"],
+                                   iterations=settings["crop_iterations"], source=item.source)
+    center = optimal_center(cropped, view, info["rightmost_points"], info["bottommost_points"],
+                            horizontal_flip, tuple(settings["window"]))
+    relative = f"cropped/{item.name}.png"
+    save_cropped(item.source, pixels, cropped, output_dir / relative)
+    return {"outputs": [relative], **info, "best_center": [int(v) for v in center]}
+
+
+def preprocess_target(geometry=OFFICIAL):
+    """``course-kit preprocess --for gmic``: :func:`crop_and_center` at ``geometry``."""
+    from course_lib.preprocessing.job import PreprocessTarget
+
+    settings = {"window": list(geometry.window), "crop_buffer": geometry.crop_buffer,
+                "crop_iterations": geometry.crop_iterations}
+    return PreprocessTarget("gmic", crop_and_center, settings, STAGE_KEYS)

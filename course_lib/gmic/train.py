@@ -27,7 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.models.gmic import GMIC
+from course_lib.gmic.model import GMIC
+
+__all__ = ["TrainingSettings", "TrainingHistory", "gmic_loss", "lesion_cells", "recalibrate_batchnorm",
+           "train_gmic", "train_phantom_weights"]
 
 
 @dataclass(frozen=True)
@@ -153,118 +156,31 @@ def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device
     return history
 
 
-def predict_views(model, windows, device="cpu", batch_size=8):
-    """Run ``model`` on (N, H, W) windows; returns numpy y_fusion (N, 2), saliency (N, 2, h, w)
-    and patch locations (N, K, 2)."""
-    model.to(device).eval()
-    fusion, saliency, locations = [], [], []
-    with torch.inference_mode():
-        for start in range(0, len(windows), batch_size):
-            batch = torch.as_tensor(np.asarray(windows[start:start + batch_size], np.float32))[:, None]
-            output = model(batch.to(device))
-            fusion.append(output.y_fusion.cpu().numpy())
-            saliency.append(output.saliency_map.cpu().numpy())
-            locations.append(output.patch_locations.cpu().numpy())
-    return np.concatenate(fusion), np.concatenate(saliency), np.concatenate(locations)
 
+def train_phantom_weights(recipe, out, command, log=print):
+    """Train GMIC on SYNTHETIC phantoms at quarter scale; write ``out``.pt (float16) and its model card.
 
-def evaluate_localisation(y_fusion, saliency, labels, benign_masks, malignant_masks):
-    """Image-level AUC per class, and saliency localisation on the views with a lesion.
-
-    Returns a dict: ``auc_benign``, ``auc_malignant``, ``pointing_game`` (fraction of
-    lesion views whose class saliency peaks on the lesion, both classes pooled),
-    ``pointing_game_n`` and ``saliency_dice`` (mean Dice of the saliency thresholded at 0.5).
+    The best epoch on the validation phantoms (pointing game + mean AUC) is kept and scored on
+    held-out test phantoms. Returns the model card (a dict).
     """
-    from sklearn.metrics import roc_auc_score
-
-    from course_lib.metrics import pointing_game_hit, saliency_dice
-
-    result = {}
-    for channel, name in enumerate(("benign", "malignant")):
-        y = labels[:, channel]
-        result[f"auc_{name}"] = float(roc_auc_score(y, y_fusion[:, channel])) if 0 < y.sum() < len(y) else float("nan")
-    hits, dices = [], []
-    for channel, masks in enumerate((benign_masks, malignant_masks)):
-        for index in np.flatnonzero(labels[:, channel]):
-            hits.append(pointing_game_hit(saliency[index, channel], masks[index]))
-            dices.append(saliency_dice(saliency[index, channel], masks[index]))
-    result["pointing_game"] = float(np.mean(hits)) if hits else float("nan")
-    result["pointing_game_n"] = len(hits)
-    result["saliency_dice"] = float(np.mean(dices)) if dices else float("nan")
-    return result
-
-
-# --------------------------------------------------------------------------------------
-# The kit's phantom-trained weights: `python -m course_lib.models.gmic_train`
-# --------------------------------------------------------------------------------------
-
-PHANTOM_CONFIG = dict(input_shape=(768, 512), crop_shape=(128, 128))
-#: Dense fractions of the training phantoms: fatty breasts, where lesions show.
-PHANTOM_DENSE_RANGE = (0.05, 0.3)
-#: Lesion contrast of the training phantoms: "teaching" phantoms, lesions 3x as bright.
-PHANTOM_LESION_CONTRAST = 3.0
-#: Registry key of the weights that `python -m course_lib.models.gmic_train` wrote.
-PHANTOM_WEIGHTS_KEY = "course-kit/pretrained/gmic_phantom_quarter.pt"
-
-
-def phantom_model(seed=0):
-    """An untrained GMIC (model index 1 settings) at the kit's quarter scale: 768x512 windows,
-    128x128 crops (2x2 saliency cells, as 256x256 is 4x4 at full scale)."""
-    from course_lib.models.gmic_config import gmic_config
-
-    torch.manual_seed(seed)
-    return GMIC(gmic_config("1", **PHANTOM_CONFIG))
-
-
-def load_phantom_gmic(path=None, device="cpu"):
-    """The kit's GMIC trained on SYNTHETIC phantoms (float16 on disk, float32 in memory).
-
-    Not for clinical use: it has never seen a real mammogram.
-    """
-    from course_lib.data import fetch
-    from course_lib.models.gmic import load_gmic_checkpoint
-
-    path = path or fetch(PHANTOM_WEIGHTS_KEY)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return load_gmic_checkpoint(state, "1", device=device, **PHANTOM_CONFIG)
-
-
-def _main(argv=None):
-    import argparse
     import hashlib
     import json
-    import sys
     from pathlib import Path
 
-    from course_lib.datasets.gmic import gmic_phantom_views
+    from course_lib.gmic.config import GMICGeometry
+    from course_lib.gmic.data import gmic_phantom_views
+    from course_lib.gmic.evaluate import evaluate_localisation, predict_views
+    from course_lib.gmic.weights import phantom_model
     from course_lib.io import atomic_output
 
-    parser = argparse.ArgumentParser(description="Train GMIC on SYNTHETIC phantoms (CPU, quarter scale).")
-    parser.add_argument("--train-exams", type=int, default=160)
-    parser.add_argument("--validation-exams", type=int, default=20)
-    parser.add_argument("--test-exams", type=int, default=25)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--dense-range", type=float, nargs=2, default=PHANTOM_DENSE_RANGE,
-                        help="interval of the phantoms' dense fraction (fatty breasts by default)")
-    parser.add_argument("--beta", type=float, default=1e-4)
-    parser.add_argument("--lesion-contrast", type=float, default=PHANTOM_LESION_CONTRAST,
-                        help="multiplies the phantoms' lesion signal (teaching phantoms)")
-    parser.add_argument("--mask-weight", type=float, default=1.0,
-                        help="lesion-cell supervision of the saliency map (0: the paper's weakly supervised loss)")
-    parser.add_argument("--out", default="pretrained/gmic_phantom_quarter")
-    args = parser.parse_args(argv)
-    command = "python -m course_lib.models.gmic_train " + " ".join(sys.argv[1:] if argv is None else argv)
-
     def views(n_exams, seed):
-        return gmic_phantom_views(n_exams, seed=seed, dense_range=tuple(args.dense_range),
-                                  lesion_contrast=args.lesion_contrast)
+        return gmic_phantom_views(n_exams, seed=seed, dense_range=tuple(recipe.dense_range),
+                                  lesion_contrast=recipe.lesion_contrast)
 
-    train, validation, test = views(args.train_exams, 1), views(args.validation_exams, 2), views(args.test_exams, 3)
-    print(f"SYNTHETIC views: train {len(train['names'])}, validation {len(validation['names'])}, "
-          f"test {len(test['names'])}; positives (benign, malignant) in train: {train['labels'].sum(0)}")
+    train, validation, test = (views(recipe.train_exams, 1), views(recipe.validation_exams, 2),
+                               views(recipe.test_exams, 3))
+    log(f"SYNTHETIC views: train {len(train['names'])}, validation {len(validation['names'])}, "
+        f"test {len(test['names'])}; positives (benign, malignant) in train: {train['labels'].sum(0)}")
 
     def score(model, split):
         y, saliency, _ = predict_views(model, split["windows"])
@@ -275,42 +191,43 @@ def _main(argv=None):
     def keep_best(epoch, model):
         result = score(model, validation)
         value = result["pointing_game"] + np.nanmean([result["auc_benign"], result["auc_malignant"]])
-        print(f"  validation after epoch {epoch + 1}: {json.dumps({k: round(v, 3) for k, v in result.items()})}")
+        log(f"  validation after epoch {epoch + 1}: {json.dumps({k: round(v, 3) for k, v in result.items()})}")
         if value > best["value"]:
             best.update(value=value, epoch=epoch + 1,
                         state={k: v.detach().clone() for k, v in model.state_dict().items()})
 
     model = phantom_model(seed=0)
-    settings = TrainingSettings(epochs=args.epochs, batch_size=args.batch_size,
-                                learning_rate=args.learning_rate, beta=args.beta, mask_weight=args.mask_weight,
-                                seed=0)
+    settings = TrainingSettings(epochs=recipe.epochs, batch_size=recipe.batch_size,
+                                learning_rate=recipe.learning_rate, beta=recipe.beta,
+                                mask_weight=recipe.mask_weight, seed=0)
     targets = lesion_cells(train["benign_masks"], train["malignant_masks"])
     history = train_gmic(model, train["windows"], train["labels"], settings, after_epoch=keep_best,
-                         cell_targets=targets)
+                         cell_targets=targets, log=log)
     model.load_state_dict(best["state"])
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in score(model, test).items()}
-    print(f"best epoch {best['epoch']}; held-out SYNTHETIC test: {metrics}")
+    log(f"best epoch {best['epoch']}; held-out SYNTHETIC test: {metrics}")
 
-    out = Path(args.out)
+    out = Path(out)
     half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     with atomic_output(out.with_suffix(".pt")) as tmp:
         torch.save(half, tmp)
     digest = hashlib.sha256(out.with_suffix(".pt").read_bytes()).hexdigest()
+    quarter = GMICGeometry.quarter()
     card = {
         "model": "GMIC (Shen et al. 2021), model index 1 settings, quarter scale",
-        "config": {"percent_t": 0.02, **{k: list(v) for k, v in PHANTOM_CONFIG.items()}},
+        "config": {"percent_t": 0.02, "input_shape": list(quarter.window), "crop_shape": list(quarter.roi_shape)},
         "loss": ("GMIC's loss (BCE on y_global, y_local, y_fusion + beta * mean saliency)"
-                 + (f" + {args.mask_weight} * BCE(saliency, lesion cells): NOT the paper's weakly supervised setting"
-                    if args.mask_weight else "")),
-        "data": (f"SYNTHETIC phantoms from course_lib.datasets.gmic.gmic_phantom_views, dense fraction drawn "
-                 f"from {tuple(args.dense_range)}, lesion contrast x{args.lesion_contrast}: {args.train_exams} "
-                 f"training exams (seed 1), {args.validation_exams} validation exams (seed 2, best epoch), "
-                 f"{args.test_exams} test exams (seed 3)"),
+                 + (f" + {recipe.mask_weight} * BCE(saliency, lesion cells): NOT the paper's weakly supervised "
+                    "setting" if recipe.mask_weight else "")),
+        "data": (f"SYNTHETIC phantoms from course_lib.gmic.data.gmic_phantom_views, dense fraction drawn "
+                 f"from {tuple(recipe.dense_range)}, lesion contrast x{recipe.lesion_contrast}: "
+                 f"{recipe.train_exams} training exams (seed 1), {recipe.validation_exams} validation exams "
+                 f"(seed 2, best epoch), {recipe.test_exams} test exams (seed 3)"),
         "command": command,
         "settings": vars(settings),
-        "epochs_run": args.epochs,
+        "epochs_run": recipe.epochs,
         "best_epoch": best["epoch"],
-        "steps": args.epochs * int(np.ceil(len(train["names"]) / args.batch_size)),
+        "steps": recipe.epochs * int(np.ceil(len(train["names"]) / recipe.batch_size)),
         "training_loss": [round(v, 4) for v in history.loss],
         "training_seconds": round(sum(history.seconds)),
         "test_metrics": metrics,
@@ -321,8 +238,5 @@ def _main(argv=None):
     }
     with atomic_output(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(card, indent=1) + "\n")
-    print(f"wrote {out.with_suffix('.pt')} (sha256 {digest}) and its model card {out.with_suffix('.json')}")
-
-
-if __name__ == "__main__":
-    _main()
+    log(f"wrote {out.with_suffix('.pt')} (sha256 {digest}) and its model card {out.with_suffix('.json')}")
+    return card

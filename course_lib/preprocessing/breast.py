@@ -24,6 +24,8 @@ References
        in mammograms. IEEE Trans. Med. Imaging 23(2), 232-245, 2004.
 """
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 from skimage.measure import block_reduce
@@ -31,7 +33,9 @@ from skimage.measure import block_reduce
 __all__ = [
     "breast_mask",
     "remove_background",
+    "OrientationWarning",
     "chest_wall_side",
+    "orient_chest_wall_left",
     "pectoral_mask",
     "remove_pectoral",
 ]
@@ -137,19 +141,75 @@ def remove_background(image, mask=None):
     return np.where(mask, image, 0).astype(image.dtype)
 
 
+class OrientationWarning(UserWarning):
+    """The pixels and the laterality tag disagree about where the chest wall is."""
+
+
+def _chest_wall_counts(mask):
+    """Breast pixels in the outer tenth of columns on the left and on the right."""
+    band = max(1, mask.shape[1] // 10)
+    return np.count_nonzero(mask[:, :band]), np.count_nonzero(mask[:, -band:])
+
+
 def chest_wall_side(image_or_mask):
     """Image edge the breast is attached to: ``"left"`` or ``"right"``.
 
     The chest wall is the side whose outer tenth of columns holds more breast
-    pixels. A boolean array is taken as the breast mask; anything else as an
-    image whose mask :func:`breast_mask` computes.
+    pixels: the breast is cut there by the image edge and tapers to the nipple on
+    the other side. A boolean array is taken as the breast mask; anything else as
+    an image whose mask :func:`breast_mask` computes.
+
+    >>> mask = np.zeros((8, 10), bool); mask[:, :6] = True  # attached to the left edge
+    >>> chest_wall_side(mask)
+    'left'
     """
     array = _check_image(image_or_mask)
     mask = array if array.dtype == bool else breast_mask(array)
-    band = max(1, mask.shape[1] // 10)
-    left = np.count_nonzero(mask[:, :band])
-    right = np.count_nonzero(mask[:, -band:])
+    left, right = _chest_wall_counts(mask)
     return "left" if left >= right else "right"
+
+
+def orient_chest_wall_left(image, laterality, *, source=None, tolerance=0.1):
+    """Mirror ``image`` if needed so that the chest wall is on the left (breast faces right).
+
+    The chest wall is found as by :func:`chest_wall_side`, on the breast mask of
+    every 8th pixel (enough to tell the sides apart, 64 times less work). When the
+    two edge bands differ by less than ``tolerance`` of their total, the pixels
+    cannot tell, and the tag decides using the display convention (L faces right,
+    R faces left).
+
+    A disagreement between the pixels and that convention (e.g. an R image stored
+    with its chest wall on the left) is reported with an :class:`OrientationWarning`;
+    the pixels win.
+
+    Returns
+    -------
+    oriented : ndarray
+        ``image`` or its mirror (a view).
+    flipped : bool
+    """
+    if laterality not in ("L", "R"):
+        raise ValueError(f"laterality must be 'L' or 'R', not {laterality!r}")
+    left, right = _chest_wall_counts(breast_mask(np.asarray(image)[::8, ::8]))
+    tag_says_left = laterality == "L"
+    if abs(left - right) <= tolerance * (left + right):
+        chest_wall_left = tag_says_left
+    else:
+        chest_wall_left = left > right
+        if chest_wall_left != tag_says_left:
+            name = source if source is not None else "image"
+            sides = {True: "left", False: "right"}
+            warnings.warn(
+                f"{name}: laterality {laterality} usually has its chest wall on the "
+                f"{sides[tag_says_left]}, but the pixels put it on the "
+                f"{sides[chest_wall_left]}; oriented by the pixels. Check the laterality "
+                "tag, or whether the image was stored mirrored.",
+                OrientationWarning,
+                stacklevel=2,
+            )
+    if chest_wall_left:
+        return image, False
+    return image[:, ::-1], True
 
 
 def _working_copy(image, breast):

@@ -70,7 +70,8 @@ import numpy as np
 import pandas as pd
 import pydicom
 
-from course_lib import data, dicom, viz
+from course_lib import data, dicom, io, viz
+from course_lib.preprocessing import breast
 
 print(course_lib.seed_everything(0))
 workdir = Path(tempfile.mkdtemp(prefix="course01_"))  # scratch space; inputs are never modified
@@ -179,13 +180,13 @@ for voi in ("window", "sequence"):
 import warnings
 
 image, info = next(iter(images.values()))
-png16 = dicom.write_png(workdir / "case16.png", dicom.to_png16(image, info.bits_stored))
-png8 = dicom.write_png(workdir / "case8.png", dicom.to_png8(image, info.bits_stored))
-print(f"16-bit PNG round trip exact: {np.array_equal(dicom.read_png(png16), image)}; "
-      f"grey levels: DICOM {len(np.unique(image))}, 8-bit PNG {len(np.unique(dicom.read_png(png8, expect_bits=8)))}")
+png16 = io.write_png(workdir / "case16.png", dicom.to_png16(image, info.bits_stored))
+png8 = io.write_png(workdir / "case8.png", dicom.to_png8(image, info.bits_stored))
+print(f"16-bit PNG round trip exact: {np.array_equal(io.read_png(png16), image)}; "
+      f"grey levels: DICOM {len(np.unique(image))}, 8-bit PNG {len(np.unique(io.read_png(png8, expect_bits=8)))}")
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    dicom.read_png(png8, expect_bits=16)
+    io.read_png(png8, expect_bits=16)
 print("warning:", str(caught[0].message).replace(str(workdir), "<workdir>") if caught else "none")
 
 # %% [markdown]
@@ -195,7 +196,7 @@ print("warning:", str(caught[0].message).replace(str(workdir), "<workdir>") if c
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, (image, info) in list(images.items())[:2]:
-    oriented, flipped = dicom.orient_chest_wall_left(image, info.laterality, source=name)
+    oriented, flipped = breast.orient_chest_wall_left(image, info.laterality, source=name)
     print(f"{name}: laterality {info.laterality} -> mirrored: {flipped}")
 
 # %% [markdown]
@@ -213,13 +214,14 @@ for name, (image, info) in list(images.items())[:2]:
 # %%
 from scipy import ndimage
 
-from course_lib.preprocessing import gmic as gmic_pre
+from course_lib.exam_list import VIEWS
+from course_lib.gmic import preprocess as gmic_preprocess
 
 exam0 = {}
-for view in gmic_pre.VIEWS:
+for view in VIEWS:
     path = data.try_fetch(f"gmic/sample_data/images/0_{view}.png")
     if path is not None:
-        exam0[view] = gmic_pre.load_png16(path)
+        exam0[view] = gmic_preprocess.load_png16(path)
 
 if "L-CC" in exam0:
     image = exam0["L-CC"]
@@ -232,7 +234,7 @@ if "L-CC" in exam0:
     rows, cols = np.flatnonzero(dilated.any(axis=1)), np.flatnonzero(dilated.any(axis=0))
     by_hand = (max(rows[0] - 50, 0), min(rows[-1] + 1 + 50, image.shape[0]), max(cols[0], 0),
                min(cols[-1] + 1 + 50, image.shape[1]))  # L faces right: the x margin goes right
-    _, info = gmic_pre.crop_mammogram(image, "L-CC")
+    _, info = gmic_preprocess.crop_mammogram(image, "L-CC")
     print(f"{count} components after erosion; box by hand {tuple(int(v) for v in by_hand)}, "
           f"course_lib {tuple(info['window_location'])}")
     assert tuple(int(v) for v in by_hand) == tuple(info["window_location"])
@@ -261,8 +263,8 @@ def as_tuple(value):
 
 stages = {}
 for view, image in exam0.items():
-    cropped, info = gmic_pre.crop_mammogram(image, view)
-    center = gmic_pre.optimal_center(cropped, view, info["rightmost_points"], info["bottommost_points"])
+    cropped, info = gmic_preprocess.crop_mammogram(image, view)
+    center = gmic_preprocess.optimal_center(cropped, view, info["rightmost_points"], info["bottommost_points"])
     stages[view] = (cropped, info, center)
     ours = (as_tuple(info["window_location"]), as_tuple(info["rightmost_points"]),
             as_tuple(info["bottommost_points"]), as_tuple(center))
@@ -274,7 +276,7 @@ for view, image in exam0.items():
 if stages:
     fig, axes = plt.subplots(1, 2 * len(stages), figsize=(4 * len(stages), 5))
     for k, (view, (cropped, info, center)) in enumerate(stages.items()):
-        facing_right = cropped[:, ::-1] if gmic_pre.faces_left(view) else cropped
+        facing_right = cropped[:, ::-1] if gmic_preprocess.faces_left(view) else cropped
         ax = axes[2 * k]
         ax.imshow(facing_right, cmap="gray")
         (y0, y1), x = info["rightmost_points"]
@@ -286,7 +288,7 @@ if stages:
         ax.set_xlim(-1200, facing_right.shape[1] + 100)
         ax.set_ylim(max(facing_right.shape[0], cy + 1472) + 50, min(0, cy - 1472) - 50)
         ax.set_title(f"0_{view}: window (red)", fontsize=9)
-        window = gmic_pre.gmic_input_window(cropped, view, center)
+        window = gmic_preprocess.gmic_input_window(cropped, view, center)
         axes[2 * k + 1].imshow(window, cmap="gray")
         axes[2 * k + 1].set_title(f"model input, {np.mean(window == window.min()):.0%} padding", fontsize=9)
     for ax in axes:
@@ -310,7 +312,6 @@ if stages:
 # %%
 # NBVAL_CHECK_OUTPUT
 from course_lib.metrics import dice
-from course_lib.preprocessing import breast
 
 scores = []
 for seed in range(settings["pectoral_phantoms"]):
@@ -327,7 +328,7 @@ infn_style = breast.remove_pectoral(breast.remove_background(mlo.image), muscle)
 infn_real = data.try_fetch("infn-density/myproject/TestSet/MLO_R/test/B/110_1_B_MLO_R.png")
 panels = [(mlo.image, "SYNTHETIC MLO"), (infn_style, "SYNTHETIC, muscle replaced")]
 if infn_real is not None:
-    panels.append((dicom.read_png(infn_real, expect_bits=8), "real INFN TestSet 110_1_B_MLO_R"))
+    panels.append((io.read_png(infn_real, expect_bits=8), "real INFN TestSet 110_1_B_MLO_R"))
 fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 5))
 for ax, (picture, title) in zip(axes, panels):
     ax.imshow(picture, cmap="gray")
@@ -373,7 +374,9 @@ print(converted[["patient_id", "side", "view", "abnormality_type", "pathology", 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from course_lib.preprocessing.batch import preprocess
+from course_lib.gmic.config import GMICGeometry
+from course_lib.gmic.preprocess import preprocess_target
+from course_lib.preprocessing.job import preprocess
 
 dicom_folder = workdir / "dicoms"
 for number, view in enumerate(("L-CC", "R-CC", "L-MLO", "R-MLO")):
@@ -381,9 +384,9 @@ for number, view in enumerate(("L-CC", "R-CC", "L-MLO", "R-MLO")):
     ph = make_mammogram(10 + number, view=projection, side=side, shape=(368, 240))
     write_phantom_dicom(dicom_folder / f"{view}.dcm", ph.image, projection, side, patient_id="SYNTH-0200")
 (dicom_folder / "notes.dcm").write_text("not a DICOM file")
-small = dict(processes=1, window=(384, 256), crop_buffer=6, crop_iterations=12)  # scaled for 368x240 phantoms
-first = preprocess(dicom_folder, workdir / "batch", **small)
-second = preprocess(dicom_folder, workdir / "batch", **small)
+gmic_eighth = preprocess_target(GMICGeometry.eighth())  # GMIC's step, scaled for 368x240 phantoms
+first = preprocess(dicom_folder, workdir / "batch", gmic_eighth, processes=1)
+second = preprocess(dicom_folder, workdir / "batch", gmic_eighth, processes=1)
 print("first run :", first["status"].value_counts().sort_index().to_dict())
 print("second run:", second["status"].value_counts().sort_index().to_dict())
 print(first.loc[first["status"] == "failed", "reason"].str.replace(str(workdir), "<workdir>").to_string(index=False))

@@ -95,8 +95,8 @@ print(course_lib.seed_everything(0), device)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from course_lib.models.gmic import GMIC
-from course_lib.models.gmic_config import PERCENT_T_BY_MODEL_INDEX, gmic_config
+from course_lib.gmic.model import GMIC
+from course_lib.gmic.config import PERCENT_T_BY_MODEL_INDEX, gmic_config
 
 official = GMIC(gmic_config("1"))
 parts = {"ds_net": 0, "left_postprocess_net": 0, "dn_resnet": 0, "mil_attn": 0, "classifier_linear": 0, "fusion_dnn": 0}
@@ -117,8 +117,9 @@ print(f"state-dict entries: {len(official.state_dict())}; percent_t by model ind
 # approximation. The check below uses seeded random weights, so it runs without the official ones.
 
 # %%
-from course_lib.datasets.gmic import GMICScale, preprocess_view
-from course_lib.preprocessing.gmic import VIEWS, load_png16
+from course_lib.gmic.config import GMICGeometry
+from course_lib.gmic.preprocess import preprocess_view
+from course_lib.gmic.preprocess import VIEWS, load_png16
 
 exam0 = {}
 for view in VIEWS[:settings["official_views"]]:
@@ -158,7 +159,7 @@ if weights is None:
           "or put the file in COURSE_DATA_MIRROR (see notebook 00).")
 elif exam0:
     from course_lib.metrics import check_reproduced
-    from course_lib.models.gmic import load_gmic_checkpoint
+    from course_lib.gmic.model import load_gmic_checkpoint
 
     gmic_1 = load_gmic_checkpoint(weights, "1", device=device)
     batch = torch.from_numpy(np.stack(list(exam0.values())))[:, None].to(device)
@@ -182,10 +183,10 @@ elif exam0:
 # NBVAL_CHECK_OUTPUT
 import json
 
-from course_lib.datasets.gmic import gmic_phantom_views
-from course_lib.models.gmic_train import (
-    PHANTOM_DENSE_RANGE, PHANTOM_LESION_CONTRAST, load_phantom_gmic, predict_views,
-)
+from course_lib.gmic.data import gmic_phantom_views
+from course_lib.gmic.config import PHANTOM_DENSE_RANGE, PHANTOM_LESION_CONTRAST
+from course_lib.gmic.evaluate import predict_views
+from course_lib.gmic.weights import load_phantom_gmic
 from course_lib.paths import PRETRAINED
 
 card = json.loads((PRETRAINED / "gmic_phantom_quarter.json").read_text())
@@ -210,7 +211,7 @@ print(f"SYNTHETIC test views: {len(test['names'])}, with a benign lesion {int(te
 # NBVAL_CHECK_OUTPUT
 import torch.nn.functional as F
 
-from course_lib.models.gmic import retrieve_roi_cells
+from course_lib.gmic.model import retrieve_roi_cells
 
 index = int(np.flatnonzero(test["labels"][:, 1])[0]) if test["labels"][:, 1].any() else 0
 maps = torch.from_numpy(saliency[index:index + 1])                       # (1, 2, h, w)
@@ -274,7 +275,7 @@ gmic_browser(outputs, figure_for)  # pick a lesion view to draw its figure (in J
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from course_lib.models.gmic_train import evaluate_localisation
+from course_lib.gmic.evaluate import evaluate_localisation
 
 scores = evaluate_localisation(y_fusion, saliency, test["labels"], test["benign_masks"], test["malignant_masks"])
 print(f"SYNTHETIC held-out test, GMIC saliency: AUC benign {scores['auc_benign']:.3f}, "
@@ -287,7 +288,7 @@ print(f"SYNTHETIC held-out test, GMIC saliency: AUC benign {scores['auc_benign']
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from course_lib.explain.gmic_gradcam import block_mean, gmic_gradcam
+from course_lib.gmic.gradcam import block_mean, gmic_gradcam
 from course_lib.metrics import pointing_game_hit
 
 hits = {"GMIC saliency": [], "Grad-CAM": []}
@@ -312,14 +313,15 @@ for method, found in hits.items():
 # The last term, the mean of the saliency maps, keeps them sparse: without it a map can light up the whole
 # breast and still classify well. The ROI search is not differentiable; the local network learns from whatever
 # crops the current maps select. One short epoch on a few phantom exams shows the loss and its parts; the
-# `full` profile trains at full resolution (on a GPU), and `python -m course_lib.models.gmic_train` made the
+# `full` profile trains at full resolution (on a GPU), and `course-kit gmic train` made the
 # kit's weights (its model card lists the command, the data, the epochs and the test metrics).
 
 # %%
-from course_lib.models.gmic_train import TrainingSettings, phantom_model, train_gmic
+from course_lib.gmic.train import TrainingSettings, train_gmic
+from course_lib.gmic.weights import phantom_model
 
 if PROFILE == "full":
-    train = gmic_phantom_views(settings["demo_exams"], seed=1, shape=(2944, 1920), scale=GMICScale(),
+    train = gmic_phantom_views(settings["demo_exams"], seed=1, shape=(2944, 1920), geometry=GMICGeometry.official(),
                                dense_range=PHANTOM_DENSE_RANGE, lesion_contrast=PHANTOM_LESION_CONTRAST)
     student = GMIC(gmic_config("1"))
 else:

@@ -1,0 +1,348 @@
+"""``course-kit preprocess``: a whole data set through one pipeline's per-image step.
+
+:func:`preprocess` reads any of three inputs (``kind``, detected by :func:`detect_input_kind`),
+runs a pipeline's :class:`PreprocessTarget` step on every image through the batch engine
+(:mod:`course_lib.batch`: resumable, parallel, atomic) and writes an exam list and a report.
+GMIC's target (``--for gmic``, the default) crops each breast and finds its window centre,
+as GMIC's ``run.sh`` does before the model runs.
+
+Inputs
+------
+- ``"dicom"``: a folder searched recursively; every file but hidden ones and DICOMDIR
+  indexes is an input. Only the headers are read to plan the work
+  (:func:`~course_lib.dicom.read_mammogram_tags`). Images are grouped into exams by
+  PatientID and StudyInstanceUID. Short names are ``<patient>_<L|R>-<CC|MLO>``, made safe
+  by :func:`~course_lib.batch.safe_name`; further images with the same name (a second
+  study, a repeated view) get ``_2``, ``_3``... in the order of PatientID,
+  StudyInstanceUID and path. Their ``cancer_label`` is unknown (a header says nothing
+  about pathology).
+- ``"cbis-ddsm"``: a CBIS-DDSM download (its description CSVs anywhere below the folder);
+  :func:`~course_lib.datasets.cbis_ddsm.convert_cbis_ddsm` writes the PNGs to
+  ``OUTPUT/cbis_ddsm_png/``; one exam per patient, labels from the CSVs' pathology.
+- ``"exam-list"``: a JSON or legacy pickle exam list; image ``<short>`` is
+  ``<image_dir>/<short>.png`` (default: the ``images`` folder beside the list). Exams keep
+  their own keys and their own ``horizontal_flip``.
+
+Outputs
+-------
+- the target's files (GMIC: ``OUTPUT/cropped/<short>.png``);
+- ``OUTPUT/exam_list.json`` (:mod:`course_lib.exam_list` format) with the target's
+  per-view result keys. Only images that succeeded are listed. An exam that lost an
+  image, or never had one of the four views, is still written, that view's list empty,
+  with a ``problems`` list saying why;
+- ``OUTPUT/report.csv``: one row per image of this run (:data:`REPORT_COLUMNS`),
+  status ``ok``, ``skipped`` (done by an earlier run) or ``failed``;
+- ``OUTPUT/.state/``: the batch engine's records. Running twice over the same input
+  changes no byte of the outputs except ``report.csv``. Inputs are only read.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_lib.batch import BatchItem, map_items, run_batch, safe_name, unique_name
+from course_lib.exam_list import VIEWS, cancer_label, read_exam_list, write_exam_list
+from course_lib.io import atomic_output
+
+__all__ = ["INPUT_KINDS", "REPORT_COLUMNS", "PreprocessTarget", "detect_input_kind", "preprocess",
+           "summary_line"]
+
+INPUT_KINDS = ("dicom", "cbis-ddsm", "exam-list")
+#: Columns of ``report.csv`` and of the DataFrame :func:`preprocess` returns.
+REPORT_COLUMNS = ["input", "short_name", "view", "status", "reason", "seconds"]
+
+
+@dataclass(frozen=True)
+class PreprocessTarget:
+    """What one pipeline does to each image in ``course-kit preprocess --for NAME``.
+
+    ``step(item, output_dir, settings)`` is a :mod:`course_lib.batch` step whose item
+    ``options`` hold ``view`` and ``horizontal_flip``; ``result_keys`` are the keys of its
+    result that go into the exam list, per view (e.g. GMIC's ``best_center``).
+    """
+
+    name: str
+    step: object
+    settings: dict
+    result_keys: tuple = ()
+
+
+@dataclass(frozen=True)
+class _Image:
+    """One image of the plan: the file the report names and the file read (a CBIS-DDSM DICOM's PNG)."""
+
+    input: str
+    source: str
+    short_name: str
+    view: str
+    horizontal_flip: str
+
+    def item(self):
+        return BatchItem(self.short_name, self.source,
+                         {"view": self.view, "horizontal_flip": self.horizontal_flip})
+
+
+def _failure(input_path, reason, short_name=None, view=None):
+    """Report row of an image that failed before it could be processed."""
+    return {"input": input_path, "short_name": short_name, "view": view,
+            "status": "failed", "reason": reason, "seconds": 0.0}
+
+
+def _new_exam(horizontal_flip, **identity):
+    """An exam with empty views, unknown labels and no problems yet."""
+    exam = {"horizontal_flip": horizontal_flip, **{view: [] for view in VIEWS}}
+    exam["cancer_label"] = cancer_label(unknown=1)
+    return {**exam, **identity, "problems": []}
+
+
+# --- input kind: DICOM folder -------------------------------------------------------
+
+
+def _dicom_files(root, output_dir):
+    """Every file under ``root``, sorted, except hidden ones, DICOMDIRs and ``output_dir``."""
+    files = []
+    for folder, subfolders, names in os.walk(root):
+        folder = Path(folder)
+        subfolders[:] = [
+            name for name in subfolders if not name.startswith(".") and folder / name != output_dir
+        ]
+        files += [
+            str(folder / name) for name in names if not name.startswith(".") and name != "DICOMDIR"
+        ]
+    return sorted(files)
+
+
+def _survey_dicom(path):
+    """Patient, study and GMIC view of one DICOM file from its header, or ``reason`` why not."""
+    import pydicom
+
+    from course_lib.dicom import read_mammogram_tags
+
+    found = {"input": path, "patient_id": None, "study_instance_uid": None, "view": None, "reason": None}
+    try:
+        tags = read_mammogram_tags(path)
+    except Exception as error:  # one bad file must not stop the batch
+        found["reason"] = f"{type(error).__name__}: {error}"
+        try:  # a readable header still tells which exam lost an image
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "StudyInstanceUID"])
+            found.update(patient_id=str(ds.get("PatientID") or ""),
+                         study_instance_uid=str(ds.get("StudyInstanceUID") or ""))
+        except Exception:
+            pass
+        return found
+    found.update(patient_id=tags.patient_id, study_instance_uid=tags.study_instance_uid)
+    if tags.view not in ("CC", "MLO"):
+        where = f"from {tags.view_source}" if tags.view_source else "no tag names it"
+        found["reason"] = f"DicomError: {path}: view {tags.view!r} ({where}); GMIC reads CC and MLO views only"
+    else:
+        found["view"] = f"{tags.laterality}-{tags.view}"
+    return found
+
+
+def _exam_order(survey):
+    """Sort key: patient, study, then path (decides which image gets ``_2``)."""
+    return survey["patient_id"] or "", survey["study_instance_uid"] or "", survey["input"]
+
+
+def _plan_dicom(root, output_dir, horizontal_flip, processes):
+    """(exams, images, failures) of a folder of DICOM files."""
+    surveys = map_items(_survey_dicom, _dicom_files(root, output_dir), processes, "reading DICOM headers")
+    exams, images, failures, taken = {}, [], [], set()
+    for survey in sorted(surveys, key=_exam_order):
+        if survey["reason"] is not None:
+            failures.append(_failure(survey["input"], survey["reason"]))
+        if survey["patient_id"] is None:  # not a readable DICOM: belongs to no exam
+            continue
+        key = (survey["patient_id"], survey["study_instance_uid"])
+        if key not in exams:
+            exams[key] = _new_exam(horizontal_flip, patient_id=key[0], study_instance_uid=key[1])
+        exam = exams[key]
+        if survey["reason"] is not None:
+            exam["problems"].append(survey["reason"])
+            continue
+        name = unique_name(safe_name(f"{key[0] or 'anonymous'}_{survey['view']}"), taken)
+        exam[survey["view"]].append(name)
+        images.append(_Image(survey["input"], survey["input"], name, survey["view"], horizontal_flip))
+    return list(exams.values()), images, failures
+
+
+# --- input kind: CBIS-DDSM ----------------------------------------------------------
+
+
+def _cbis_labels(lesions):
+    """GMIC breast-level labels of one patient's lesion rows (pathology from the CSVs)."""
+    malignant = lesions["malignant"].astype("boolean").fillna(False).to_numpy(bool)
+    flags = {}
+    for side in ("left", "right"):
+        on_side = (lesions["side"] == side.upper()).to_numpy(bool)
+        flags[f"{side}_benign"] = int((on_side & ~malignant).any())
+        flags[f"{side}_malignant"] = int((on_side & malignant).any())
+    return cancer_label(**flags)
+
+
+def _plan_cbis_ddsm(root, output_dir, horizontal_flip):
+    """(exams, images, failures) of a CBIS-DDSM download: one exam per patient."""
+    from course_lib.datasets.cbis_ddsm import convert_cbis_ddsm
+
+    png_dir = output_dir / "cbis_ddsm_png"
+    table = convert_cbis_ddsm(root, png_dir)
+    exams, images, failures = [], [], []
+    for patient, lesions in table.groupby("patient_id", sort=True):
+        exam = _new_exam(horizontal_flip, patient_id=patient)
+        exam["cancer_label"] = _cbis_labels(lesions)
+        for (side, view), rows in lesions.groupby(["side", "view"], sort=True):
+            gmic_view = f"{side[:1]}-{view}"
+            name = safe_name(f"{patient}_{gmic_view}")
+            dicoms = sorted(rows["full_path"].dropna())
+            input_path = dicoms[0] if dicoms else rows["csv_image_path"].iloc[0]
+            pngs = rows["full_png"].dropna()
+            if gmic_view not in VIEWS or pngs.empty:
+                problems = sorted(set(rows["problem"].dropna()))
+                reason = "; ".join(problems) or f"view {gmic_view!r} is not one GMIC reads"
+                failures.append(_failure(input_path, reason, name, gmic_view))
+                exam["problems"].append(f"{name}: {reason}")
+                continue
+            exam[gmic_view].append(name)
+            images.append(_Image(input_path, str(png_dir / pngs.iloc[0]), name, gmic_view, horizontal_flip))
+        exams.append(exam)
+    return exams, images, failures
+
+
+# --- input kind: exam list ----------------------------------------------------------
+
+
+def _plan_exam_list(path, image_dir):
+    """(exams, images, failures) of an exam list whose images are ``<image_dir>/<short>.png``."""
+    image_dir = Path(image_dir).resolve() if image_dir is not None else path.parent / "images"
+    exams = [{**exam, "problems": []} for exam in read_exam_list(path)]
+    images, seen = [], set()
+    for exam in exams:
+        for view in VIEWS:
+            for name in exam[view]:
+                if name in seen:  # listed twice: processed once, both entries get its results
+                    continue
+                seen.add(name)
+                png = str(image_dir / f"{name}.png")
+                images.append(_Image(png, png, name, view, exam["horizontal_flip"]))
+    return exams, images, []
+
+
+# --- putting it together -----------------------------------------------------------
+
+
+def _finish_exams(exams, rows, results, result_keys):
+    """The exam list: views keep the images that succeeded, with the target's per-view results."""
+    finished = []
+    for exam in exams:
+        exam = dict(exam)
+        problems = exam.pop("problems")
+        per_view = {key: {} for key in result_keys}
+        for view in VIEWS:
+            kept = []
+            for name in exam[view]:
+                if name in results:
+                    kept.append(name)
+                else:
+                    problems.append(f"{name}: {rows[name]['reason']}")
+            exam[view] = kept
+            for key in result_keys:
+                per_view[key][view] = [results[name][key] for name in kept]
+            if not kept:
+                problems.append(f"{view}: no image")
+        exam.update(per_view)
+        if problems:
+            exam["problems"] = problems
+        finished.append(exam)
+    return finished
+
+
+def detect_input_kind(path):
+    """The kind of input ``path`` is, one of :data:`INPUT_KINDS`.
+
+    ``"exam-list"`` for a .json or .pkl file, ``"cbis-ddsm"`` for a folder with
+    a CBIS-DDSM description CSV anywhere below it, ``"dicom"`` for any other folder.
+    """
+    from course_lib.datasets.cbis_ddsm import CSV_NAMES
+
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() in (".json", ".pkl", ".pickle"):
+            return "exam-list"
+        raise ValueError(
+            f"{path} is a file but not an exam list (.json or .pkl); give a folder of "
+            "DICOM files, a CBIS-DDSM download or an exam list"
+        )
+    if not path.is_dir():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    names = set(CSV_NAMES.values())
+    return "cbis-ddsm" if any(p.name in names for p in path.rglob("*.csv")) else "dicom"
+
+
+def preprocess(input_path, output_dir, target, *, kind=None, processes=None, horizontal_flip="NO",
+               image_dir=None):
+    """Run ``target``'s step on every image of a data set; see the module docstring.
+
+    Parameters
+    ----------
+    input_path : str or path
+        A folder of DICOM files, a CBIS-DDSM download or an exam list (.json, .pkl).
+    output_dir : str or path
+        Created if needed; an existing one is resumed.
+    target : PreprocessTarget
+        The pipeline's step, e.g. :func:`course_lib.gmic.preprocess.preprocess_target`.
+    kind : {"dicom", "cbis-ddsm", "exam-list"}, optional
+        Default: :func:`detect_input_kind`.
+    processes : int, optional
+        Worker processes; default ``os.cpu_count()``. 1 runs everything in this process.
+    horizontal_flip : {"NO", "YES"}
+        Flag of the exams built from DICOM or CBIS-DDSM files ("NO": right breasts face
+        left, the standard orientation). Exam lists keep their own.
+    image_dir : str or path, optional
+        Exam lists only: the folder of ``<short>.png``; default ``images`` beside the list.
+
+    Returns
+    -------
+    DataFrame
+        The report, also written to ``OUTPUT/report.csv``: one row per image, columns
+        :data:`REPORT_COLUMNS`, sorted by input.
+    """
+    import pandas as pd
+
+    input_path, output_dir = Path(input_path).resolve(), Path(output_dir).resolve()
+    kind = kind or detect_input_kind(input_path)
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(INPUT_KINDS)}, not {kind!r}")
+    if horizontal_flip not in ("NO", "YES"):
+        raise ValueError(f"horizontal_flip must be 'NO' or 'YES', not {horizontal_flip!r}")
+    processes = os.cpu_count() if processes is None else int(processes)
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, not {processes}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    if kind == "dicom":
+        exams, images, failures = _plan_dicom(input_path, output_dir, horizontal_flip, processes)
+    elif kind == "cbis-ddsm":
+        exams, images, failures = _plan_cbis_ddsm(input_path, output_dir, horizontal_flip)
+    else:
+        exams, images, failures = _plan_exam_list(input_path, image_dir)
+    batch = run_batch([image.item() for image in images], target.step, output_dir, target.settings,
+                      processes, description=f"preprocessing for {target.name}")
+    rows = {row["name"]: row for row in batch.rows}
+    write_exam_list(output_dir / "exam_list.json", _finish_exams(exams, rows, batch.results, target.result_keys))
+    report_rows = failures + [
+        {"input": image.input, "short_name": image.short_name, "view": image.view,
+         **{key: rows[image.short_name][key] for key in ("status", "reason", "seconds")}}
+        for image in images
+    ]
+    report = pd.DataFrame(report_rows, columns=REPORT_COLUMNS)
+    report = report.sort_values(["input", "short_name"], kind="stable", ignore_index=True)
+    with atomic_output(output_dir / "report.csv") as tmp:
+        report.to_csv(tmp, index=False)
+    return report
+
+
+def summary_line(report, output_dir):
+    """``"12 ok, 3 skipped, 1 failed: see OUTPUT/report.csv"``."""
+    counts = report["status"].value_counts()
+    parts = ", ".join(f"{counts.get(status, 0)} {status}" for status in ("ok", "skipped", "failed"))
+    return f"{parts}: see {Path(output_dir) / 'report.csv'}"
