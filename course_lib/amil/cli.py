@@ -1,0 +1,107 @@
+"""``course-kit amil``: train the kit's A-MIL weights, index and unpack BreakHis.
+
+    course-kit amil train [--model amil|gated|cnn] [--epochs N] ...   phantom-trained weights + model card
+    course-kit amil table ROOT                                        index a BreakHis folder, list skipped files
+    course-kit amil extract ARCHIVE DEST                              unpack a download, refusing unsafe paths
+    course-kit amil export ROOT DEST                                  the study's <mag>X/<train|test>/<0|1> layout
+
+Heavy libraries (torch, pandas) are imported inside the handlers.
+"""
+
+import sys
+
+
+def _train(args):
+    from course_lib.amil.train import TrainSettings, train_phantom_kit
+
+    settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                             seed=args.seed, threads=args.threads)
+    card = train_phantom_kit(args.model, args.out, settings, args.train_patients, args.images_per_patient,
+                             args.test_patients, centre_inputs=args.centre_inputs)
+    print(f"held-out SYNTHETIC patients: {card['test_metrics']}")
+    return 0
+
+
+def _table(args):
+    from course_lib.amil.data import breakhis_table, patient_split
+
+    try:
+        table = breakhis_table(args.root)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(table.report())
+    if args.csv:
+        from course_lib.io import atomic_output
+
+        images = table.images
+        if images["split"].isna().any():
+            images = patient_split(images, args.test_fraction, args.seed)
+            print("no split in the layout: patient-level split made "
+                  f"(test fraction {args.test_fraction}, seed {args.seed})")
+        with atomic_output(args.csv) as tmp:
+            images.to_csv(tmp, index=False)
+    return 0
+
+
+def _extract(args):
+    from course_lib.amil.data import safe_extract
+
+    try:
+        written = safe_extract(args.archive, args.dest)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(written)} files unpacked")
+    return 0
+
+
+def _export(args):
+    from course_lib.amil.data import breakhis_table, export_amil_layout, patient_split
+
+    images = breakhis_table(args.root).images
+    if images["split"].isna().any():
+        images = patient_split(images, args.test_fraction, args.seed)
+    laid_out = export_amil_layout(images, args.dest, mode=args.mode)
+    print(f"{len(laid_out)} images laid out as <mag>X/<train|test>/<0|1>/")
+    return 0
+
+
+def add_parser(commands):
+    """Add ``amil`` and its sub-commands to the ``course-kit`` sub-parsers ``commands``."""
+    amil = commands.add_parser("amil", help="attention MIL on BreakHis (notebook 04)")
+    sub = amil.add_subparsers(dest="amil_command", required=True)
+
+    train = sub.add_parser("train", help="train the kit's weights on SYNTHETIC phantom patients")
+    train.add_argument("--model", choices=("amil", "gated", "cnn"), default="amil")
+    train.add_argument("--out", default="pretrained", help="folder for amil_phantom_<model>.pt and .json")
+    train.add_argument("--train-patients", type=int, default=40)
+    train.add_argument("--test-patients", type=int, default=12)
+    train.add_argument("--images-per-patient", type=int, default=4)
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--learning-rate", type=float, default=1e-4)
+    train.add_argument("--batch-size", type=int, default=1)
+    train.add_argument("--seed", type=int, default=1)
+    train.add_argument("--centre-inputs", action="store_true",
+                       help="map patches from [0, 1] to [-1, 1] (not in the study; trains faster)")
+    train.add_argument("--threads", type=int, default=2, help="CPU threads (fixed, for reproducibility)")
+    train.set_defaults(run=_train)
+
+    for name, handler, text in (("table", _table, "index a BreakHis folder and report skipped files"),
+                                ("export", _export, "write the study's <mag>X/<split>/<0|1> layout")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("root", help="BreakHis folder (archive, Kaggle fold1, A-MIL or flat layout)")
+        if name == "export":
+            command.add_argument("dest", help="output folder")
+            command.add_argument("--mode", choices=("copy", "symlink"), default="copy")
+        else:
+            command.add_argument("--csv", help="write the table (with a patient-level split) to this CSV")
+        command.add_argument("--test-fraction", type=float, default=0.3)
+        command.add_argument("--seed", type=int, default=0)
+        command.set_defaults(run=handler)
+
+    extract = sub.add_parser("extract", help="unpack a BreakHis archive, refusing paths outside DEST")
+    extract.add_argument("archive")
+    extract.add_argument("dest")
+    extract.set_defaults(run=_extract)
+    return amil

@@ -1,0 +1,287 @@
+"""Training A-MIL: the study's recipe, without its defects, reproducible to the printed digit.
+
+Recipe (Patil et al., WIECON-ECE 2019): Adam, learning rate 1e-4, betas
+(0.9, 0.999), weight decay 1e-4, Bernoulli log-likelihood of the bag label,
+one model per magnification. Differences, on purpose:
+
+- each epoch visits every training bag exactly once, in an order drawn from a
+  seeded generator (the original data set reshuffled its own list inside every
+  item fetch, so an epoch sampled with replacement);
+- batches of padded bags (``batch_size`` > 1) are allowed; with
+  ``batch_size=1`` training is the study's one bag per step;
+- determinism: ``torch.use_deterministic_algorithms(True)``, a fixed number of
+  CPU threads and seeds, so the same settings print the same numbers.
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from course_lib.amil.data import CROP_SHAPE, PATCH_SIZE, image_to_bag, pad_bags
+from course_lib.amil.model import AttentionMIL, bag_nll
+
+__all__ = ["TrainSettings", "make_deterministic", "ImageBags", "train_amil", "predict_bags",
+           "save_kit_weights", "load_kit_model", "KIT_WARNING"]
+
+KIT_WARNING = ("Trained on SYNTHETIC histology phantoms only. Not for clinical use; its outputs on real "
+               "BreakHis images are a demonstration, not a diagnosis.")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training settings; the defaults are the study's (20 epochs, one bag per step)."""
+
+    epochs: int = 20
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 1
+    seed: int = 1
+    threads: int = 2
+
+
+def make_deterministic(seed, threads=2):
+    """Deterministic torch on the CPU: deterministic kernels, ``threads`` threads, seeded."""
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+class ImageBags:
+    """A sequence of bags built on the fly from uint8 images (a bag of 400 patches is 3.8 MB in float32).
+
+    >>> bags = ImageBags(np.zeros((2, 460, 700, 3), np.uint8))
+    >>> len(bags), tuple(bags[1].shape)
+    (2, (400, 3, 28, 28))
+    """
+
+    def __init__(self, images, crop=CROP_SHAPE, patch=PATCH_SIZE, names=None):
+        self.images, self.crop, self.patch = images, crop, patch
+        self.names = names
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        name = self.names[index] if self.names is not None else f"image {index}"
+        return image_to_bag(self.images[index], self.crop, self.patch, name=name)
+
+
+def _batches(order, batch_size):
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=print, after_epoch=None):
+    """Train ``model`` on ``bags`` (a sequence of (n_i, ...) tensors) with bag ``labels`` (0/1).
+
+    ``after_epoch(epoch, model)``, if given, is called after each epoch (e.g. to
+    score held-out bags); the model is put back in training mode afterwards.
+
+    Returns
+    -------
+    history : dict
+        ``loss`` and ``accuracy`` per epoch (training bags, from the forward
+        pass that is trained on), ``steps``, and the seconds spent building
+        bags (``data_seconds``) and in the model (``model_seconds``).
+    """
+    labels = torch.tensor(np.asarray(labels, dtype=np.float32))
+    if len(bags) != len(labels):
+        raise ValueError(f"{len(bags)} bags but {len(labels)} labels")
+    make_deterministic(settings.seed, settings.threads)
+    model.to(device).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.999),
+                                 weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    history = {"loss": [], "accuracy": [], "steps": 0, "data_seconds": 0.0, "model_seconds": 0.0}
+    for epoch in range(settings.epochs):
+        total_loss, correct = 0.0, 0
+        for batch in _batches(torch.randperm(len(bags), generator=generator).tolist(), settings.batch_size):
+            start = time.perf_counter()
+            padded, mask = pad_bags([bags[i] for i in batch])
+            middle = time.perf_counter()
+            target = labels[batch].to(device)
+            output = model(padded.to(device), mask.to(device))
+            losses = bag_nll(output.probability, target)
+            optimiser.zero_grad()
+            losses.mean().backward()
+            optimiser.step()
+            history["data_seconds"] += middle - start
+            history["model_seconds"] += time.perf_counter() - middle
+            history["steps"] += 1
+            total_loss += float(losses.detach().sum())
+            correct += int(((output.probability.detach() >= 0.5).float() == target).sum())
+        history["loss"].append(total_loss / len(bags))
+        history["accuracy"].append(correct / len(bags))
+        if log is not None:
+            log(f"epoch {epoch + 1}/{settings.epochs}: loss {history['loss'][-1]:.4f}, "
+                f"training accuracy {history['accuracy'][-1]:.3f}")
+        if after_epoch is not None:
+            after_epoch(epoch, model)
+            model.train()
+    return history
+
+
+@torch.inference_mode()
+def predict_bags(model, bags, batch_size=4, device="cpu"):
+    """Bag probabilities (n,) and attention weights (list of (n_i,) arrays) of a trained model."""
+    model.to(device).eval()
+    probabilities, attention = [], []
+    for batch in _batches(list(range(len(bags))), batch_size):
+        members = [bags[i] for i in batch]
+        padded, mask = pad_bags(members)
+        output = model(padded.to(device), mask.to(device))
+        probabilities += output.probability.cpu().tolist()
+        attention += [output.attention[k, :len(bag)].cpu().numpy() for k, bag in enumerate(members)]
+    return np.array(probabilities), attention
+
+
+def save_kit_weights(model, path, card):
+    """Write ``model``'s weights in float16 (``path``) and its model card (``path`` with .json).
+
+    The card gets the checkpoint's sha256, its dtype and the kit's warning.
+    """
+    import hashlib
+
+    from course_lib.io import atomic_output
+
+    path = Path(path)
+    state = {k: v.detach().to(torch.float16).cpu() for k, v in model.state_dict().items()}
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
+    card = dict(card, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), dtype="float16",
+                warning=KIT_WARNING)
+    with atomic_output(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def load_kit_model(path, device="cpu"):
+    """An :class:`AttentionMIL` (or whatever the card's ``model_kind`` says) from kit weights.
+
+    Returns ``(model, card)``; the float16 weights are cast to float32.
+    """
+    path = Path(path)
+    card = json.loads(path.with_suffix(".json").read_text())
+    if card.get("model_kind", "amil") == "cnn":
+        from course_lib.amil.explain import PatchCNN
+
+        model = PatchCNN(centre_inputs=card["config"].get("centre_inputs", False))
+    else:
+        model = AttentionMIL(gated=card["config"]["gated"], centre_inputs=card["config"].get("centre_inputs", False))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.to(device).eval(), card
+
+
+def settings_card(settings):
+    """A TrainSettings as a plain dict for a model card."""
+    return asdict(settings)
+
+
+def _crops(images, indices):
+    """(len(indices), 3, 448, 700) float tensor of centre crops."""
+    from course_lib.amil.data import as_rgb_float, fit_to_crop
+
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(
+        fit_to_crop(as_rgb_float(images[i]), CROP_SHAPE)[0])).permute(2, 0, 1) for i in indices])
+
+
+def train_cnn(model, images, labels, settings=TrainSettings(batch_size=8), device="cpu", log=print):
+    """Train the CNN baseline (:class:`~course_lib.amil.explain.PatchCNN`) on whole crops.
+
+    Same optimiser, loss and determinism as :func:`train_amil`; ``images`` are
+    uint8 (n, rows, 700, 3) arrays.
+    """
+    labels = torch.tensor(np.asarray(labels, dtype=np.float32))
+    make_deterministic(settings.seed, settings.threads)
+    model.to(device).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    history = {"loss": [], "accuracy": [], "steps": 0}
+    for epoch in range(settings.epochs):
+        total_loss, correct = 0.0, 0
+        for batch in _batches(torch.randperm(len(images), generator=generator).tolist(), settings.batch_size):
+            target = labels[batch].to(device)
+            probability = torch.sigmoid(model(_crops(images, batch).to(device))[:, 0])
+            losses = bag_nll(probability, target)
+            optimiser.zero_grad()
+            losses.mean().backward()
+            optimiser.step()
+            history["steps"] += 1
+            total_loss += float(losses.detach().sum())
+            correct += int(((probability.detach() >= 0.5).float() == target).sum())
+        history["loss"].append(total_loss / len(images))
+        history["accuracy"].append(correct / len(images))
+        if log is not None:
+            log(f"epoch {epoch + 1}/{settings.epochs}: loss {history['loss'][-1]:.4f}, "
+                f"training accuracy {history['accuracy'][-1]:.3f}")
+    return history
+
+
+@torch.inference_mode()
+def predict_cnn(model, images, batch_size=8, device="cpu"):
+    """Malignant probabilities (n,) of the CNN baseline."""
+    model.to(device).eval()
+    return np.concatenate([torch.sigmoid(model(_crops(images, batch).to(device))[:, 0]).cpu().numpy()
+                           for batch in _batches(list(range(len(images))), batch_size)])
+
+
+#: The SYNTHETIC data of the kit's weights: training and held-out patients never overlap (other seeds).
+PHANTOM_TRAIN_SEED, PHANTOM_TEST_SEED = 1, 2
+
+
+def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient=4, test_patients=12,
+                      magnification=40, centre_inputs=True, log=print):
+    """Train the kit's weights on SYNTHETIC phantom patients and write them with a model card.
+
+    ``kind``: "amil", "gated" or "cnn". Returns the card (with held-out metrics).
+    """
+    from course_lib.amil.data import patch_fractions, phantom_patients
+    from course_lib.amil.evaluate import bag_metrics, localisation_auc
+
+    start = time.perf_counter()
+    train = phantom_patients(train_patients, images_per_patient, PHANTOM_TRAIN_SEED, magnification)
+    test = phantom_patients(test_patients, images_per_patient, PHANTOM_TEST_SEED, magnification)
+    labels, test_labels = train.table["label"].to_numpy(), test.table["label"].to_numpy()
+    if kind == "cnn":
+        from course_lib.amil.explain import PatchCNN
+
+        model = PatchCNN(centre_inputs=centre_inputs)
+        history = train_cnn(model, train.images, labels, settings, log=log)
+        probabilities = predict_cnn(model, test.images)
+        localisation = None
+    else:
+        model = AttentionMIL(gated=kind == "gated", centre_inputs=centre_inputs)
+        history = train_amil(model, ImageBags(train.images), labels, settings, log=log)
+        probabilities, attention = predict_bags(model, ImageBags(test.images))
+        malignant = np.flatnonzero(test_labels == 1)
+        localisation, _ = localisation_auc([attention[k] for k in malignant],
+                                           [patch_fractions(test.masks[k]) for k in malignant])
+    metrics = bag_metrics(test_labels, probabilities, groups=test.table["patient_id"].to_numpy())
+    card = {
+        "model": {"amil": "attention MIL (Ilse et al. 2018), non-gated, as in Patil et al. 2019",
+                  "gated": "gated attention MIL (Ilse et al. 2018)",
+                  "cnn": "CNN baseline on whole 448x700 crops (course_lib.amil.explain.PatchCNN)"}[kind],
+        "model_kind": "cnn" if kind == "cnn" else "amil",
+        "config": {"gated": kind == "gated", "centre_inputs": centre_inputs, "crop": list(CROP_SHAPE),
+                   "patch": PATCH_SIZE},
+        "deviations_from_the_study": ([] if not centre_inputs else ["inputs mapped from [0, 1] to [-1, 1]"])
+        + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else []),
+        "data": (f"SYNTHETIC phantoms from course_lib.amil.data.phantom_patients at {magnification}X: "
+                 f"{train_patients} training patients (seed {PHANTOM_TRAIN_SEED}), {test_patients} held-out "
+                 f"patients (seed {PHANTOM_TEST_SEED}), {images_per_patient} images each"),
+        "command": (f"course-kit amil train --model {kind} --train-patients {train_patients} "
+                    f"--images-per-patient {images_per_patient} --test-patients {test_patients} "
+                    f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
+                    f"--batch-size {settings.batch_size}" + (" --centre-inputs" if centre_inputs else "")),
+        "settings": settings_card(settings),
+        "steps": history["steps"],
+        "training_loss": [round(v, 4) for v in history["loss"]],
+        "training_seconds": round(time.perf_counter() - start),
+        "test_metrics": {"accuracy": round(metrics["accuracy"], 4), "auc": round(metrics["auc"], 4),
+                         "attention_localisation_auc": None if localisation is None else round(localisation, 4)},
+    }
+    return save_kit_weights(model, Path(out) / f"amil_phantom_{kind}.pt", card)

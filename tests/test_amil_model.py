@@ -1,0 +1,103 @@
+"""A-MIL model: parameter counts, attention by formula, padded batches, torchmil cross-check."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from course_lib.amil.model import AttentionMIL, bag_nll, vector_mil  # noqa: E402
+
+
+def n_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_counts():
+    model = AttentionMIL()
+    assert n_parameters(model) == 491_828
+    assert n_parameters(model.feature_extractor) == 26_570 + 400_500
+    assert n_parameters(model.pooling) == 64_257 and n_parameters(model.classifier) == 501
+    assert n_parameters(AttentionMIL(gated=True)) == 491_828 + 500 * 128 + 128
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_attention_follows_the_formula(gated):
+    torch.manual_seed(0)
+    model = vector_mil(6, hidden=5, attention_dim=4, gated=gated)
+    bag = torch.randn(7, 6)
+    with torch.no_grad():
+        output = model(bag)
+    pool = model.pooling
+    h = model.feature_extractor(bag)
+    hidden = torch.tanh(h @ pool.V.weight.T + pool.V.bias)
+    if gated:
+        hidden = hidden * torch.sigmoid(h @ pool.U.weight.T + pool.U.bias)
+    scores = hidden @ pool.w.weight[0] + pool.w.bias
+    a = torch.exp(scores - scores.max()) / torch.exp(scores - scores.max()).sum()
+    z = (a[:, None] * h).sum(0)
+    logit = z @ model.classifier.weight[0] + model.classifier.bias
+    torch.testing.assert_close(output.attention[0], a, rtol=0, atol=1e-6)
+    torch.testing.assert_close(output.logit[0], logit[0], rtol=0, atol=1e-6)
+    assert abs(float(output.attention.sum()) - 1) < 1e-6
+
+
+def test_bag_nll_is_clamped():
+    loss = bag_nll(torch.tensor([0.0, 1.0, 0.5]), torch.tensor([1.0, 1.0, 0.0]))
+    np.testing.assert_allclose(loss.numpy(), [-np.log(1e-5), -np.log(1 - 1e-5), np.log(2)], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_padded_batch_equals_one_bag_at_a_time(gated):
+    """Loss and every gradient of a batch of padded bags equal those of the bags one by one."""
+    from course_lib.amil.data import pad_bags
+
+    torch.manual_seed(1)
+    model = AttentionMIL(gated=gated)
+    bags = [torch.rand(n, 3, 28, 28) for n in (5, 9, 2)]
+    labels = torch.tensor([1.0, 0.0, 1.0])
+    padded, mask = pad_bags(bags)
+    output = model(padded, mask)
+    assert float(output.attention.detach()[~mask].abs().max()) == 0.0
+    batch_loss = bag_nll(output.probability, labels).mean()
+    model.zero_grad()
+    batch_loss.backward()
+    batch_grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    single_loss = 0.0
+    model.zero_grad()
+    for bag, label in zip(bags, labels):
+        loss = bag_nll(model(bag).probability, label[None]).sum() / len(bags)
+        loss.backward()  # gradients accumulate: the mean over bags
+        single_loss += float(loss)
+    assert abs(float(batch_loss) - single_loss) < 1e-6
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(batch_grads[name], parameter.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_attention_pooling_matches_torchmil(gated):
+    """torchmil's ABMIL with our weights gives the same attention and bag logits (within 1e-6)."""
+    torchmil_models = pytest.importorskip("torchmil.models", reason="torchmil is not installed")
+    from course_lib.amil.data import pad_bags
+
+    torch.manual_seed(2)
+    ours = vector_mil(12, hidden=8, attention_dim=6, gated=gated).eval()
+    theirs = torchmil_models.ABMIL(in_shape=(8,), att_dim=6, att_act="tanh", gated=gated).eval()
+    with torch.no_grad():
+        theirs.pool.fc1.module.weight.copy_(ours.pooling.V.weight)
+        theirs.pool.fc1.module.bias.copy_(ours.pooling.V.bias)
+        theirs.pool.fc2.weight.copy_(ours.pooling.w.weight)  # torchmil has no bias here: softmax ignores it
+        if gated:
+            theirs.pool.fc_gated.module.weight.copy_(ours.pooling.U.weight)
+            theirs.pool.fc_gated.module.bias.copy_(ours.pooling.U.bias)
+        theirs.classifier.module.weight.copy_(ours.classifier.weight)
+        theirs.classifier.module.bias.copy_(ours.classifier.bias)
+    bags = [torch.randn(n, 12) for n in (4, 7)]
+    padded, mask = pad_bags(bags)
+    with torch.no_grad():
+        output = ours(padded, mask)
+        features = ours.features(padded, mask)
+        logits, scores = theirs(features, mask.float(), return_att=True)
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+    assert float((weights - output.attention).abs().max()) < 1e-6
+    assert float((logits - output.logit).abs().max()) < 1e-6

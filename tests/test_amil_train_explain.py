@@ -1,0 +1,105 @@
+"""A-MIL training is deterministic; Grad-CAM by hand agrees with pytorch-grad-cam; metrics; CLI."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from course_lib.amil import evaluate, explain, train  # noqa: E402
+from course_lib.amil.model import AttentionMIL  # noqa: E402
+
+
+def _tiny_bags(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    bags = [torch.rand(n, 3, 28, 28, generator=generator) for n in (6, 4, 5, 3)]
+    for bag, label in zip(bags, (1, 0, 1, 0)):
+        bag[:2, 0] += 0.5 * label  # malignant bags: two redder instances
+    return bags, np.array([1, 0, 1, 0])
+
+
+def test_training_is_deterministic_and_batches_work():
+    bags, labels = _tiny_bags()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = AttentionMIL()
+        history = train.train_amil(model, bags, labels, train.TrainSettings(epochs=2, batch_size=2, seed=4),
+                                   log=None)
+        runs.append((history["loss"], [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    assert history["steps"] == 4 and len(history["loss"]) == 2
+
+
+def test_kit_weights_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = AttentionMIL(gated=True)
+    card = train.save_kit_weights(model, tmp_path / "m.pt", {"config": {"gated": True}})
+    assert card["dtype"] == "float16" and len(card["sha256"]) == 64
+    loaded, loaded_card = train.load_kit_model(tmp_path / "m.pt")
+    assert loaded_card["warning"] == train.KIT_WARNING
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(a.half().float(), b, msg=name)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_gradcam_by_hand_agrees_with_pytorch_grad_cam(sign):
+    pytest.importorskip("pytorch_grad_cam")
+    torch.manual_seed(0)
+    model = explain.PatchCNN().eval()
+    images = torch.rand(2, 3, 64, 96)
+    by_hand = explain.gradcam_by_hand(model, images, sign=sign)
+    library = explain.gradcam_library(model, images, sign=sign)
+    assert by_hand.shape == library.shape == (2, 64, 96)
+    assert by_hand.max() > 0.5
+    # OpenCV (inside pytorch-grad-cam) resizes with its own rounding: ~2e-4 apart
+    np.testing.assert_allclose(by_hand, library, atol=1e-3)
+    assert np.abs(by_hand - library).mean() < 1e-4
+
+
+def test_dimming_and_patch_means():
+    crop = np.ones((56, 84, 3), np.float32)
+    weights = np.arange(6, dtype=np.float32)
+    dimmed = explain.dim_by_attention(crop, weights)
+    assert dimmed[0, 0, 0] == 0.0 and dimmed[-1, -1, 0] == 1.0 and dimmed[0, 28, 0] == pytest.approx(0.2)
+    pixel_map = np.kron(np.arange(6, dtype=np.float32).reshape(2, 3), np.ones((28, 28), np.float32))
+    np.testing.assert_allclose(explain.patch_means(pixel_map), np.arange(6))
+
+
+def test_localisation_auc_and_bootstrap():
+    fractions = [np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.0] * 4)]
+    perfect, per_bag = evaluate.localisation_auc([np.array([0.4, 0.3, 0.2, 0.1]), np.ones(4)], fractions)
+    assert perfect == 1.0 and len(per_bag) == 1  # the bag without tumour patches is left out
+    inverted, _ = evaluate.localisation_auc([np.array([0.1, 0.2, 0.3, 0.4])], fractions[:1])
+    assert inverted == 0.0
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    metrics = evaluate.bag_metrics(labels, np.array([0.1, 0.6, 0.7, 0.9, 0.2, 0.4]),
+                                   groups=np.array(["a", "a", "b", "b", "c", "d"]), n_bootstrap=200)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["accuracy_ci"][0] <= metrics["accuracy"] <= metrics["accuracy_ci"][1]
+
+
+def test_cli_table_and_extract(tmp_path, capsys):
+    from course_lib.amil.cli import add_parser
+    from course_lib.phantoms.breakhis_set import build_breakhis_phantom_dataset
+
+    build_breakhis_phantom_dataset(tmp_path / "bh", 4, 1, layout="archive", magnifications=(40,))
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["amil", "table", str(tmp_path / "bh"), "--csv", str(tmp_path / "t.csv")])
+    assert args.run(args) == 0
+    assert "4 images, 4 patients" in capsys.readouterr().out
+    import pandas as pd
+
+    assert pd.read_csv(tmp_path / "t.csv")["split"].notna().all()
+    bad = tmp_path / "bad.tar"
+    import tarfile
+
+    with tarfile.open(bad, "w") as bundle:
+        info = tarfile.TarInfo("../../x")
+        bundle.addfile(info)
+    args = parser.parse_args(["amil", "extract", str(bad), str(tmp_path / "out")])
+    assert args.run(args) == 1
+    assert "refused" in capsys.readouterr().err
