@@ -152,11 +152,11 @@ def make_dataset(images, labels=None, batch_size=4, augment=False, shuffle=False
     dataset = dataset.batch(batch_size)
     if augment:
         layers = augmentation_layers(seed)
-        dataset = dataset.map(lambda x, *y: (layers(x, training=True), *y), deterministic=True)
+        dataset = dataset.map(lambda x, *y: (layers(x, training=True), *y))
 
     def centre(x, *y):
         x = x / 255.0
         x = x - tf.reduce_mean(x, axis=(1, 2, 3), keepdims=True)
         return (tf.repeat(x, 3, axis=-1), *y) if y else tf.repeat(x, 3, axis=-1)
 
-    return dataset.map(centre, deterministic=True).prefetch(2)
+    return dataset.map(centre).prefetch(2)

@@ -188,5 +188,5 @@ def load_density_model(path, input_size=None):
 
 
 def weight_file_name(projection):
-    """File name of the kit's phantom weights for one projection, e.g. ``density_phantom_CC_L.weights.h5``."""
-    return f"density_phantom_{projection}.weights.h5"
+    """File name of the kit's float16 phantom weights of one projection: ``density_phantom_CC_L.npz``."""
+    return f"density_phantom_{projection}.npz"

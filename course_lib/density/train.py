@@ -33,6 +33,12 @@ __all__ = [
     "recalibrate_batch_norm",
     "train_projection",
     "write_history",
+    "PHANTOM_INPUT_SIZE",
+    "PHANTOM_SHAPE",
+    "save_weights_float16",
+    "load_weights_float16",
+    "phantom_split_arrays",
+    "train_projections",
 ]
 
 RECIPES = {
@@ -68,22 +74,29 @@ def configure_determinism(seed=0, threads=2):
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
-def recalibrate_batch_norm(model, images, batch_size=256):
-    """Set every batch-norm layer's moving mean and variance to the exact statistics of ``images``.
+def recalibrate_batch_norm(model, images, max_images=512, seed=0):
+    """Set every batch-norm layer's moving mean and variance to the statistics of ``images``.
 
-    ``images`` are model inputs (NHWC, already centred). Layers are visited
-    in order, so each sees the recalibrated layers before it.
+    One forward pass in training mode over all the images as one batch, with
+    every momentum set to 0: each layer normalises with, and stores, the
+    exact statistics of the batch as the layers before it transform it.
+    ``images`` are model inputs (NHWC, centred); at most ``max_images`` of
+    them (a seeded random subset) are used, to bound memory.
     """
     import keras
 
+    images = np.asarray(images, np.float32)
+    if len(images) > max_images:
+        images = images[np.sort(np.random.default_rng(seed).choice(len(images), max_images, replace=False))]
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for norm in norms:
-        probe = keras.Model(model.inputs, norm.input)
-        features = np.concatenate([np.asarray(probe(images[i:i + batch_size], training=False))
-                                   for i in range(0, len(images), batch_size)])
-        axes = tuple(range(features.ndim - 1))
-        norm.moving_mean.assign(features.mean(axis=axes, dtype=np.float64).astype(np.float32))
-        norm.moving_variance.assign(features.var(axis=axes, dtype=np.float64).astype(np.float32))
+    momenta = [norm.momentum for norm in norms]
+    try:
+        for norm in norms:
+            norm.momentum = 0.0
+        model(images, training=True)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
     return model
 
 
@@ -164,3 +177,66 @@ def write_history(history, folder):
                 np.savetxt(tmp, np.asarray(history[key], np.float64), fmt="%.18e")
             written.append(name)
     return written
+
+
+# --------------------------------------------------------------------------- phantom models
+
+#: The kit's phantom-trained models: input size, phantom size and training set.
+PHANTOM_INPUT_SIZE = 64
+PHANTOM_SHAPE = (256, 168)
+#: Patients per class and split fractions of the kit's phantom training set.
+PHANTOM_SET = {"n_per_class": 100, "seed": 0, "splits": {"train": 0.7, "validation": 0.1, "test": 0.2}}
+
+
+def save_weights_float16(model, path):
+    """Store every weight of ``model`` as float16 in a compressed ``.npz``, keyed ``layer/index``."""
+    arrays = {f"{layer.name}/{i}": np.asarray(w, np.float32).astype(np.float16)
+              for layer in model.layers for i, w in enumerate(layer.weights)}
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    return path
+
+
+def load_weights_float16(model, path):
+    """Load :func:`save_weights_float16` output into ``model``; names and shapes must match exactly."""
+    from course_lib.density.model import ArchitectureMismatchError
+
+    with np.load(path) as stored:
+        expected = {f"{layer.name}/{i}": w for layer in model.layers for i, w in enumerate(layer.weights)}
+        missing = sorted(set(expected) - set(stored.files))
+        unexpected = sorted(set(stored.files) - set(expected))
+        reshaped = sorted(k for k in set(expected) & set(stored.files) if tuple(expected[k].shape) != stored[k].shape)
+        if missing or unexpected or reshaped:
+            raise ArchitectureMismatchError(
+                f"{path}: weights do not fit this model; missing {missing[:4]}, unexpected {unexpected[:4]}, "
+                f"different shapes {reshaped[:4]}")
+        for key, variable in expected.items():
+            variable.assign(stored[key].astype(np.float32))
+    return model
+
+
+def phantom_split_arrays(frame, projection, size):
+    """``{split: (uint8 images, labels, rows)}`` of one projection of a density frame."""
+    from course_lib.density.data import load_images
+
+    out = {}
+    for split in ("train", "validation", "test"):
+        rows = frame[(frame["projection"] == projection) & (frame["split"] == split)].reset_index(drop=True)
+        if len(rows):
+            out[split] = (load_images(list(rows["path"]), size), rows["label_index"].to_numpy(), rows)
+    return out
+
+
+def train_projections(frame, projections, input_size, recipe="short", seed=0, verbose=0, **overrides):
+    """Train one model per projection of ``frame``; returns ``{projection: (model, history)}``."""
+    from course_lib.density.data import check_layout
+
+    check_layout(frame, projections, ("train", "validation"))
+    trained = {}
+    for projection in projections:
+        arrays = phantom_split_arrays(frame, projection, input_size)
+        (x_train, y_train, _), (x_val, y_val, _) = arrays["train"], arrays["validation"]
+        trained[projection] = train_projection(x_train, y_train, x_val, y_val, input_size, recipe, seed=seed,
+                                               verbose=verbose, **overrides)
+    return trained
