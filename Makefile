@@ -37,13 +37,13 @@ course: setup
 
 test: setup
 	rm -rf build/smoke build/nbval_timings.json
-	$(PY) -m pytest -p no:cacheprovider -rs tests; status=$$?; \
+	$(PY) -m pytest -p no:cacheprovider -rs --doctest-modules tests course_lib; status=$$?; \
 	$(PY) -m pytest -p no:cacheprovider $(NBVAL) notebooks/[0-9][0-9]_*.ipynb; status2=$$?; \
 	$(PY) tools/timing_table.py; \
 	test $$status -eq 0 -a $$status2 -eq 0
 
 unit-tests: setup
-	$(PY) -m pytest -p no:cacheprovider -m "not notebook" tests
+	$(PY) -m pytest -p no:cacheprovider -m "not notebook" --doctest-modules tests course_lib
 
 smoke: setup
 	$(PY) -m course_lib.cli run --profile smoke --out build/smoke --no-html

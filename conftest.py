@@ -4,6 +4,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+try:  # TensorFlow first: with torch already loaded, its import can fail (one process runs both)
+    import tensorflow  # noqa: F401
+except ImportError:  # a lesson-only install without TensorFlow
+    pass
+
 BUILD_DIR = Path(__file__).parent / "build"
 _notebook_seconds = defaultdict(float)
 

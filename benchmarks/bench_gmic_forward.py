@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from course_lib.exam_list import VIEWS
+
 # torch is imported inside the functions: the peak-RSS subprocesses must start from a
 # small parent, because on Linux a child's getrusage peak starts at its parent's RSS.
 
-VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 PATHS = {"full": True, "fast": False}  # name -> exact_full_forward
 
 

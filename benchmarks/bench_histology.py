@@ -10,7 +10,8 @@ import time
 
 from PIL import Image
 
-from course_lib.phantoms.histology import MAGNIFICATIONS, make_histology
+from course_lib.datasets.breakhis import MAGNIFICATIONS
+from course_lib.phantoms.histology import make_histology
 
 
 def median_seconds(function, repeats=5):

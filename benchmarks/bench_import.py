@@ -1,6 +1,9 @@
-"""How long `import course_lib` takes (target: well under a second), against `import numpy`.
+"""Start-up cost of the kit: `import course_lib` and `course-kit --help`, against `python -c pass`.
 
-Each import runs in a fresh interpreter; the ratio compares them in the same run.
+Each command runs in a fresh interpreter, median of several runs; the ratios compare them
+in the same run. `course-kit --help` builds every sub-command's parser, the pipelines'
+included, and must import none of torch, tensorflow, pandas, scipy or pydicom
+(tests/test_layout.py checks that; this measures what is left).
 """
 
 import statistics
@@ -8,19 +11,26 @@ import subprocess
 import sys
 import time
 
+COMMANDS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "import numpy": [sys.executable, "-c", "import numpy"],
+    "import course_lib": [sys.executable, "-c", "import course_lib"],
+    "course-kit --help": [sys.executable, "-m", "course_lib.cli", "--help"],
+}
 
-def import_seconds(module, repeats=5):
+
+def median_seconds(command, repeats=7):
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
 if __name__ == "__main__":
-    bare = import_seconds("sys")
-    numpy = import_seconds("numpy") - bare
-    kit = import_seconds("course_lib") - bare
-    print(f"import numpy       {numpy * 1000:7.0f} ms")
-    print(f"import course_lib  {kit * 1000:7.0f} ms  ({kit / numpy:.1f}x numpy; interpreter start-up excluded)")
+    seconds = {name: median_seconds(command) for name, command in COMMANDS.items()}
+    bare = seconds["python -c pass"]
+    for name, value in seconds.items():
+        print(f"{name:20} {value * 1000:7.0f} ms   {value / bare:5.1f}x python -c pass   "
+              f"(+{(value - bare) * 1000:.0f} ms)")

@@ -78,10 +78,10 @@ class BatchItem:
 @dataclass
 class BatchReport:
     """What a batch did: one row per item (name, source, status, reason, seconds), with status
-    ``ok``, ``skipped`` (done by an earlier run) or ``failed``, and each finished item's result."""
+    ``ok``, ``skipped`` (done by an earlier run) or ``failed``, and each finished item's result (``records``)."""
 
     rows: list
-    results: dict  # name -> the step's result, for items that did not fail
+    records: dict  # name -> the step's result, for items that did not fail
 
     @property
     def failed(self):
@@ -159,13 +159,13 @@ def _run_item(item, step, output_dir, settings):
 
 
 def _progress(total, description):
-    """A tqdm bar, in a notebook or a terminal; off when stderr is not a terminal outside Jupyter
-    (TQDM_DISABLE is honoured)."""
+    """A tqdm bar in a notebook or a terminal, none elsewhere (a log file, CI) or when
+    ``TQDM_DISABLE`` is set (the stored notebooks are executed with it set)."""
     from tqdm.auto import tqdm
 
-    in_notebook = "ipykernel" in sys.modules
-    options = {} if (sys.stderr.isatty() or in_notebook) else {"disable": True}
-    return tqdm(total=total, desc=description, unit="item", **options)
+    shown = sys.stderr.isatty() or "ipykernel" in sys.modules
+    disabled = os.environ.get("TQDM_DISABLE", "") not in ("", "0") or not shown
+    return tqdm(total=total, desc=description, unit="item", disable=disabled)
 
 
 def map_items(function, items, processes=1, description="working"):

@@ -3,13 +3,10 @@
 Nothing here imports torch or tensorflow at module import time.
 """
 
-import importlib.metadata
 import os
 import platform
 import random
 import sys
-
-import numpy as np
 
 REPORTED_PACKAGES = (
     "course-kit", "numpy", "scipy", "pandas", "scikit-learn", "matplotlib", "pydicom",
@@ -20,6 +17,8 @@ DEVICE_ENV_VAR = "COURSE_DEVICE"
 
 def package_version(name):
     """Installed version of distribution ``name``, or "not installed"."""
+    import importlib.metadata  # here, not at the top: `course-kit --help` need not load it
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -70,6 +69,8 @@ def seed_everything(seed):
     Frameworks are seeded only when already imported, so call this after your imports;
     the return value lists what was seeded.
     """
+    import numpy as np
+
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)  # for child processes

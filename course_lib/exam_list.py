@@ -41,8 +41,6 @@ import json
 import pickle
 from pathlib import Path
 
-import numpy as np
-
 from course_lib.io import atomic_output
 
 __all__ = [
@@ -195,6 +193,8 @@ def _to_plain(value):
         return {key: _to_plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_to_plain(item) for item in value]
+    import numpy as np  # here: reading and writing plain exam lists needs no NumPy import
+
     if isinstance(value, np.ndarray):
         return _to_plain(value.tolist())
     if isinstance(value, np.generic):
@@ -211,6 +211,8 @@ def _allowed_globals():
     They are taken from NumPy's own pickling (``__reduce__``) rather than from
     their private modules, which moved between NumPy 1 and 2.
     """
+    import numpy as np
+
     scalar = np.int64(0).__reduce__()[0]
     reconstruct = np.zeros(0).__reduce__()[0]
     allowed = {("numpy", "dtype"): np.dtype, ("numpy", "ndarray"): np.ndarray}

@@ -12,8 +12,6 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["BitDepthWarning", "atomic_output", "write_png", "read_png"]
 
 
@@ -58,10 +56,12 @@ def write_png(path, array, *, compress_level=6):
     byte for byte); 1 writes about twice as fast for ~5 % larger files.
 
     >>> import tempfile
+    >>> import numpy as np
     >>> path = write_png(Path(tempfile.mkdtemp()) / "ramp.png", np.arange(4096, dtype=np.uint16).reshape(64, 64))
     >>> int(read_png(path).max())  # 12-bit values kept as they are in the 16-bit container
     4095
     """
+    import numpy as np
     from PIL import Image
 
     array = np.asarray(array)
@@ -85,6 +85,7 @@ def read_png(path, expect_bits=16):
     :class:`BitDepthWarning`: the image has only 256 grey levels. GMIC's
     per-image z-scoring still works on it, but fine density detail is lost.
     """
+    import numpy as np
     from PIL import Image
 
     if expect_bits not in (8, 16):

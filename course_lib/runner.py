@@ -34,6 +34,30 @@ def course_notebooks(folder=NOTEBOOKS):
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
 
 
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def notebook_from_source(source, solutions=False):
+    """Read a lesson's jupytext "percent" source into a notebook with the kit's kernel metadata.
+
+    The source holds the exercises' solutions (otter-grader's ``# BEGIN SOLUTION`` /
+    ``# END SOLUTION`` markers); by default they are replaced as in the student version
+    (:func:`course_lib.exercises.student_version`), the notebook that is stored and taught.
+    ``solutions=True`` keeps them: the version CI runs to prove that every solution passes.
+    """
+    import jupytext
+
+    from course_lib.exercises import student_version
+
+    nb = jupytext.read(source)
+    nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    for cell in nb.cells:
+        cell.metadata.pop("lines_to_next_cell", None)
+        if cell.cell_type == "code" and not solutions:
+            cell.source = student_version(cell.source)
+    return nb
+
+
 def unexecuted_code_cells(notebook_path):
     """Indices of code cells that have no execution count in an executed notebook."""
     import nbformat
@@ -43,8 +67,9 @@ def unexecuted_code_cells(notebook_path):
             if cell.cell_type == "code" and cell.source.strip() and cell.execution_count is None]
 
 
-def run_notebook(notebook, out_dir, profile, timeout=3600):
-    """Execute ``notebook`` into ``out_dir`` in ``profile``; never raises for a failing cell."""
+def run_notebook(notebook, out_dir, profile, timeout=3600, cwd=None):
+    """Execute ``notebook`` into ``out_dir`` in ``profile``, in folder ``cwd`` (default: the
+    notebook's own); never raises for a failing cell."""
     import papermill
 
     profile = get_profile(profile)
@@ -58,7 +83,7 @@ def run_notebook(notebook, out_dir, profile, timeout=3600):
     try:
         papermill.execute_notebook(
             str(notebook), str(output), parameters={"PROFILE": profile},
-            cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
+            cwd=str(cwd or notebook.parent), kernel_name="python3", progress_bar=False,
             execution_timeout=timeout, report_mode=False,
         )
         missing = unexecuted_code_cells(output)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from course_lib.exam_list import VIEWS
 from course_lib.io import atomic_output
 from course_lib.paths import DATA_SAMPLES
 
@@ -41,7 +42,6 @@ README_NAME = "README.md"
 #: Phantom size (rows, cols) of the small samples: an eighth of the full field.
 SAMPLE_SHAPE = (368, 240)
 
-_ALL_VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 _DICOM_SEED = 2024
 
 
@@ -55,7 +55,7 @@ class DicomVariant:
     """
 
     image_bits: int
-    views: tuple = _ALL_VIEWS
+    views: tuple = VIEWS
     options: dict = field(default_factory=dict)
 
 
@@ -89,7 +89,7 @@ def _write_dicom_samples(root):
     from course_lib.phantoms.mammogram import make_mammogram
 
     for name, variant in DICOM_VARIANTS.items():
-        for number, view in enumerate(_ALL_VIEWS):
+        for number, view in enumerate(VIEWS):
             if view not in variant.views:
                 continue
             side, projection = view.split("-")
@@ -105,9 +105,9 @@ def _sample_builders():
 
     Imported here, not at module level, so that the command line starts fast.
     """
-    from course_lib.datasets.breakhis import build_breakhis_phantom_dataset
-    from course_lib.datasets.cbis_ddsm import build_cbis_ddsm_phantom_tree
-    from course_lib.datasets.density import build_density_phantom_dataset
+    from course_lib.phantoms.breakhis_set import build_breakhis_phantom_dataset
+    from course_lib.phantoms.cbis_ddsm_tree import build_cbis_ddsm_phantom_tree
+    from course_lib.phantoms.density_set import build_density_phantom_dataset
     from course_lib.gmic.data import build_gmic_phantom_exams
 
     return {

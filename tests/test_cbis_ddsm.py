@@ -9,11 +9,11 @@ import pandas as pd
 import pydicom
 import pytest
 
+from course_lib.phantoms.cbis_ddsm_tree import build_cbis_ddsm_phantom_tree
 from course_lib.datasets.cbis_ddsm import (
     CALC_COLUMNS,
     CSV_NAMES,
     MASS_COLUMNS,
-    build_cbis_ddsm_phantom_tree,
     convert_cbis_ddsm,
     index_dicoms,
     match_cbis_ddsm,

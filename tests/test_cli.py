@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,8 +43,13 @@ def test_fetch_without_keys_is_a_usage_error(capsys):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "course_lib.cli", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "fetch" in out.stdout
+    # The installed entry point, not the module: it lives beside the interpreter.
+    script = Path(sys.executable).parent / "course-kit"
+    assert script.is_file(), f"no course-kit script beside {sys.executable}: pip install -e . installs it"
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for command in ("fetch", "preprocess", "samples", "run", "env", "gmic"):
+        assert command in out.stdout
 
 
 def test_env_command(capsys):

@@ -12,13 +12,14 @@ from course_lib.datasets.breakhis import (
     GRID_SHAPE,
     TILE_SIZE,
     bag_grid_positions,
-    build_breakhis_phantom_dataset,
     image_to_bag,
     make_amil_layout,
     mask_to_instance_labels,
+    SUBTYPES,
     read_breakhis,
 )
-from course_lib.phantoms.histology import SUBTYPES, make_histology
+from course_lib.phantoms.breakhis_set import build_breakhis_phantom_dataset
+from course_lib.phantoms.histology import make_histology
 
 MAGNIFICATIONS = (40, 200)
 REAL_KEYS = [

@@ -14,16 +14,16 @@ from course_lib.datasets.density import (
     INFN_TEST_COUNTS,
     PROJECTIONS,
     SPLIT_SETS,
-    build_density_phantom_dataset,
     infn_test_labels,
     read_density_dataset,
     read_infn_predictions,
 )
+from course_lib.phantoms.density_set import build_density_phantom_dataset
 from course_lib.phantoms.mammogram import DENSITY_THRESHOLDS, density_from_fraction
 
 SHAPE = (368, 240)  # half the phantom default: keeps the tests quick
 INFN = "infn-density/myproject"
-# SEED_SPECS 1.7: accuracy of each published prediction file against infn_test_labels().
+# docs/original_pipelines.md, INFN figures of merit: accuracy of each published prediction file against infn_test_labels().
 PUBLISHED_ACCURACY = {"ccr": 0.7734, "mlor": 0.7422, "ccl": 0.7500, "mlol": 0.7188}
 REAL_TESTSET = {
     "CC_L": ["124", "110", "145", "1302"],
@@ -75,7 +75,7 @@ def test_measured_class_equals_folder(built):
 
 
 def test_images_look_like_the_infn_ones(built):
-    """8-bit grey, cropped to the breast, black background, flat pectoral patch in MLO (SEED_SPECS 1.2)."""
+    """8-bit grey, cropped to the breast, black background, flat pectoral patch in MLO (docs/original_pipelines.md, INFN TestSet)."""
     _, table = built
     for row in table.itertuples():
         with Image.open(row.path) as image:
@@ -176,7 +176,7 @@ def test_published_prediction_accuracy(registry_file, name, accuracy):
 
 @pytest.mark.mirror
 def test_published_total_accuracy(registry_file):
-    """Mean of the four projections' probabilities, then argmax: 0.8125 (SEED_SPECS 1.7)."""
+    """Mean of the four projections' probabilities, then argmax: 0.8125 (docs/original_pipelines.md, INFN figures of merit)."""
     mean = np.mean([read_infn_predictions(registry_file(f"{INFN}/Predictions/predictions_{name}.txt"))
                     for name in PUBLISHED_ACCURACY], axis=0)
     assert np.mean(mean.argmax(axis=1) == infn_test_labels()) == 0.8125

@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from course_lib.exam_list import VIEWS  # noqa: E402
 from course_lib.gmic import compact_map  # noqa: E402
 from course_lib.gmic.model import (  # noqa: E402
     GMIC,
@@ -26,7 +27,6 @@ from course_lib.gmic.model import (  # noqa: E402
 )
 from course_lib.gmic.config import GMICConfig, gmic_config  # noqa: E402
 
-VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 PATHS = {"full": True, "fast": False}  # name -> exact_full_forward
 
 # sha256 of "key shape" lines of the official state_dict, in order (from the fixture's

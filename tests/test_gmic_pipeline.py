@@ -10,18 +10,19 @@ torch = pytest.importorskip("torch")
 
 from course_lib import cli, data  # noqa: E402
 from course_lib.data import registry  # noqa: E402
+from course_lib.exam_list import VIEWS  # noqa: E402
 from course_lib.gmic.config import GMICGeometry  # noqa: E402
 from course_lib.gmic.data import build_gmic_phantom_exams  # noqa: E402
 from course_lib.exam_list import read_exam_list, write_exam_list  # noqa: E402
 from course_lib.gmic.model import GMIC  # noqa: E402
 from course_lib.gmic.config import gmic_config  # noqa: E402
 from course_lib.gmic.predict import (  # noqa: E402
-    ensemble_rows, exams_from_image_folder, predict, write_predictions_csv,
+    PREDICTION_COLUMNS, ensemble_rows, exams_from_image_folder, predict, write_predictions_csv,
 )
 from course_lib.gmic.weights import official_model_indices  # noqa: E402
 
-VIEW_FILES = [f"0_{v}.png" for v in ("L-CC", "R-CC", "L-MLO", "R-MLO")]
-# README of nyukat/GMIC, model index 1 on the four sample exams (SEED_SPECS §4.9).
+VIEW_FILES = [f"0_{v}.png" for v in VIEWS]
+# README of nyukat/GMIC, model index 1 on the four sample exams (docs/original_pipelines.md, GMIC published predictions).
 PUBLISHED = {
     "0_L-CC": (0.1356, 0.0081), "0_R-CC": (0.8929, 0.3259), "0_L-MLO": (0.2368, 0.0335), "0_R-MLO": (0.9509, 0.1812),
     "1_L-CC": (0.0546, 0.0168), "1_R-CC": (0.5986, 0.9910), "1_L-MLO": (0.0414, 0.0139), "1_R-MLO": (0.5383, 0.9308),
@@ -114,7 +115,7 @@ def test_phantom_exams_end_to_end_with_figures(tmp_path):
     rows = predict(exams, tmp_path / "exams" / "images", tmp_path / "out", {"1": model},
                    segmentation_dir=tmp_path / "exams" / "segmentation", visualize=True, dpi=20,
                    geometry=GMICGeometry.quarter())
-    assert [r["image_index"] for r in rows] == [f"{e}_{v}" for e in (0, 1) for v in ("L-CC", "R-CC", "L-MLO", "R-MLO")]
+    assert [r["image_index"] for r in rows] == [f"{e}_{v}" for e in (0, 1) for v in VIEWS]
     with open(tmp_path / "out" / "predictions.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 8 and all(0 <= float(r["benign_pred"]) <= 1 for r in table)
@@ -130,9 +131,12 @@ def test_image_folder_input_has_no_labels(tmp_path):
     torch.manual_seed(0)
     model = GMIC(gmic_config("1", input_shape=(768, 512), crop_shape=(64, 64))).eval()
     rows = predict(exams, tmp_path / "exams" / "images", tmp_path / "out", {"1": model}, geometry=GMICGeometry.quarter())
+    assert [r["image_index"] for r in rows] == [f"0_{v}" for v in VIEWS]
     assert all(r["benign_label"] is None for r in rows)
-    last = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[-1]
-    assert last.endswith(",,") and not math.isnan(float(last.split(",")[1]))
+    header, *lines = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
+    assert header == ",".join(PREDICTION_COLUMNS) and len(lines) == 4  # an empty file fails here
+    for line in lines:
+        assert line.endswith(",,") and not math.isnan(float(line.split(",")[1]))
     with pytest.raises(ValueError, match="no <exam>_<VIEW>.png"):
         exams_from_image_folder(tmp_path)
 

@@ -9,7 +9,7 @@ from course_lib.gmic.model import GMIC  # noqa: E402
 from course_lib.gmic.config import gmic_config  # noqa: E402
 from course_lib.gmic.evaluate import evaluate_localisation  # noqa: E402
 from course_lib.gmic.train import (  # noqa: E402
-    TrainingSettings, gmic_loss, lesion_cells, recalibrate_batchnorm, train_gmic,
+    LESION_CELL_WEIGHT, TrainingSettings, gmic_loss, lesion_cells, recalibrate_batchnorm, train_gmic,
 )
 
 SMALL = dict(input_shape=(256, 192), crop_shape=(64, 64))  # 4x3 saliency cells
@@ -20,19 +20,40 @@ def small_model(seed=0):
     return GMIC(gmic_config("5", **SMALL))
 
 
-def test_loss_is_the_papers_sum_plus_the_optional_cell_term():
+def _bce(p, y, weight=None):
+    """Binary cross-entropy written out in numpy (float64), independently of torch."""
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    terms = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return float(np.mean(terms if weight is None else weight * terms))
+
+
+def test_each_loss_part_is_its_formula():
     model = small_model().train()
     images = torch.randn(2, 1, 256, 192)
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     output = model(images)
     total, parts = gmic_loss(output, labels, beta=0.5)
-    expected = parts["global"] + parts["local"] + parts["fusion"] + 0.5 * parts["saliency"]
-    assert float(total) == pytest.approx(expected, rel=1e-6)
+    y = labels.numpy()
+    as_numpy = {name: getattr(output, name).detach().numpy() for name in ("y_global", "y_local", "y_fusion")}
+    expected = {
+        "global": _bce(as_numpy["y_global"], y),
+        "local": _bce(as_numpy["y_local"], y),
+        "fusion": _bce(as_numpy["y_fusion"], y),
+        "saliency": float(output.saliency_map.detach().numpy().astype(np.float64).mean()),
+    }
+    for name, value in expected.items():
+        assert parts[name] == pytest.approx(value, rel=1e-5), name
+    assert float(total.detach()) == pytest.approx(expected["global"] + expected["local"] + expected["fusion"]
+                                                  + 0.5 * expected["saliency"], rel=1e-5)
     assert "cells" not in parts
+
     targets = torch.zeros(2, 2, 4, 3)
     targets[0, 0, 1, 1] = 1
     with_cells, parts = gmic_loss(output, labels, beta=0.5, cell_targets=targets, mask_weight=2.0)
-    assert float(with_cells) == pytest.approx(float(total) + 2.0 * parts["cells"], rel=1e-6)
+    weight = 1.0 + (LESION_CELL_WEIGHT - 1.0) * targets.numpy()
+    cells = _bce(output.saliency_map.detach().numpy(), targets.numpy(), weight)
+    assert parts["cells"] == pytest.approx(cells, rel=1e-5)
+    assert float(with_cells.detach()) == pytest.approx(float(total.detach()) + 2.0 * cells, rel=1e-5)
 
 
 def test_lesion_cells_mark_the_cells_a_mask_touches():

@@ -18,6 +18,7 @@ NOTEBOOK_PATHS = runner.course_notebooks()
 IDS = [p.stem for p in NOTEBOOK_PATHS]
 ABSOLUTE_PATH = re.compile(r"""["'](/(home|work|Users|tmp|root|content|mnt|media|opt|data)/|[A-Za-z]:\\\\)""")
 SETUP_CELL_MARK = 'if "google.colab" in sys.modules'
+EXERCISE_CHECK = "EXERCISES.check("
 
 
 def read(path):
@@ -89,21 +90,45 @@ def test_stored_outputs_exist(path):
 
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=IDS)
 def test_stored_notebook_matches_its_source(path):
-    jupytext = pytest.importorskip("jupytext")
+    pytest.importorskip("jupytext")
     source = NOTEBOOKS / "src" / f"{path.stem}.py"
     assert source.is_file(), f"{path.name} has no source {source.name}"
-    expected = [(c.cell_type, c.source) for c in jupytext.read(source).cells]
+    expected = [(c.cell_type, c.source) for c in runner.notebook_from_source(source).cells]
     stored = [(c.cell_type, c.source) for c in read(path).cells]
     assert stored == expected, f"{path.name} differs from {source.name}: run tools/build_notebooks.py {path.stem}"
+
+
+def exercise_cells(nb):
+    return [c for c in code_cells(nb) if EXERCISE_CHECK in c.source]
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=IDS)
+def test_stored_notebook_is_the_student_version(path):
+    """No solution in the stored notebook: every exercise cell asks for the answer."""
+    for cell in exercise_cells(read(path)):
+        assert "BEGIN SOLUTION" not in cell.source and "# SOLUTION" not in cell.source
+        assert "..." in cell.source or "NotImplementedError" in cell.source, (
+            f"{path.name}: exercise cell without a blank to fill:\n{cell.source}")
+        shown = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
+        assert "not answered yet" in shown, f"{path.name}: exercise cell output {shown!r}"
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=IDS)
 def test_smoke_run(path):
+    """The lesson, WITH its exercises' solutions, runs in the smoke profile and every solution passes."""
+    import nbformat as nbf
+
     out_dir = BUILD / "smoke"
-    run = runner.run_notebook(path, out_dir, "smoke", timeout=600)  # a hung cell fails, not stalls CI
+    with_solutions = out_dir / "with_solutions" / path.name
+    with_solutions.parent.mkdir(parents=True, exist_ok=True)
+    nbf.write(runner.notebook_from_source(NOTEBOOKS / "src" / f"{path.stem}.py", solutions=True), with_solutions)
+    run = runner.run_notebook(with_solutions, out_dir, "smoke", timeout=600, cwd=NOTEBOOKS)  # hangs fail
     timings = out_dir / "timings.json"
     recorded = json.loads(timings.read_text()) if timings.exists() else {}
     recorded[run.name] = {"status": run.status, "seconds": run.seconds}
     timings.write_text(json.dumps(dict(sorted(recorded.items())), indent=1))
     assert run.status == "ok", f"{path.name} failed in the smoke profile:\n{run.error}"
+    for cell in exercise_cells(read(out_dir / path.name)):
+        shown = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
+        assert "right!" in shown and "not yet" not in shown, f"{path.name}: a solution fails its check: {shown!r}"

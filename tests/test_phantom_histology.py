@@ -5,16 +5,14 @@ import numpy as np
 import pytest
 from skimage import filters, measure
 
-from course_lib.phantoms.histology import (
+from course_lib.datasets.breakhis import (
     BENIGN_SUBTYPES,
     MAGNIFICATIONS,
     MALIGNANT_SUBTYPES,
-    NUCLEUS_DIAMETER_UM,
     breakhis_filename,
-    make_histology,
-    microns_per_pixel,
     parse_breakhis_filename,
 )
+from course_lib.phantoms.histology import NUCLEUS_DIAMETER_UM, make_histology, microns_per_pixel
 
 # The 13 original BreakHis files in the offline mirror (12 from the Anki0909
 # repository, 1 used by A-MIL's Grad-CAM comparison).

@@ -10,7 +10,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from course_lib.datasets.cbis_ddsm import build_cbis_ddsm_phantom_tree
+from course_lib.phantoms.cbis_ddsm_tree import build_cbis_ddsm_phantom_tree
 from course_lib.dicom import read_mammogram, to_png16
 from course_lib.io import read_png, write_png
 from course_lib.exam_list import VIEWS, read_exam_list, write_exam_list

@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from course_lib import data
+from course_lib.exam_list import VIEWS
 from course_lib.data import registry
 
 CONTENT = b"a small file standing in for a mammogram\n"
@@ -61,7 +62,7 @@ def test_registry_holds_the_not_mirrored_official_weights_and_exams():
     for i in range(1, 6):
         assert f"gmic/models/sample_model_{i}.p" in keys
     for exam in (1, 2, 3):
-        for view in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
+        for view in VIEWS:
             assert f"gmic/sample_data/images/{exam}_{view}.png" in keys
     assert "infn-density/myproject/CC_R_model/weights-improvement-46-0.80.h5" in keys
 

@@ -4,6 +4,7 @@ import csv
 
 import pytest
 
+from course_lib import samples
 from course_lib.cli import build_parser
 from course_lib.samples import (
     DATA_SAMPLES,

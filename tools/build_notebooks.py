@@ -4,31 +4,22 @@
     python tools/build_notebooks.py 00_getting_started
 
 Each lesson is written as a jupytext "percent" script in ``notebooks/src/`` (reviewable
-diffs) and stored as ``notebooks/<name>.ipynb`` with the outputs of the ``default``
-profile, which ``pytest --nbval-lax`` then checks. ``tests/test_notebooks.py`` fails when
-a stored notebook and its source disagree.
+diffs), holding its exercises' solutions between otter-grader's ``# BEGIN SOLUTION`` and
+``# END SOLUTION`` markers. It is stored as ``notebooks/<name>.ipynb``, the student version
+(solutions replaced by ``...``), with the outputs of the ``default`` profile, which
+``pytest --nbval-lax`` then checks. ``tests/test_notebooks.py`` fails when a stored notebook
+and its source disagree.
 """
 
 import os
 import sys
 import time
-from pathlib import Path
 
-import jupytext
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-
-
-def notebook_from_source(source):
-    """Read a percent-format script into a notebook with the kit's kernel metadata."""
-    nb = jupytext.read(source)
-    nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
-    for cell in nb.cells:
-        cell.metadata.pop("lines_to_next_cell", None)
-    return nb
+from course_lib.paths import NOTEBOOKS
+from course_lib.runner import notebook_from_source
 
 
 def build(name):

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-build = Path(__file__).resolve().parent.parent / "build"
+from course_lib.paths import BUILD as build
 smoke_file, nbval_file = build / "smoke" / "timings.json", build / "nbval_timings.json"
 smoke = json.loads(smoke_file.read_text()) if smoke_file.exists() else {}
 nbval = json.loads(nbval_file.read_text()) if nbval_file.exists() else {}

@@ -27,11 +27,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from course_lib.io import atomic_output
+from course_lib.paths import REPO_ROOT
 
 REGISTRY_FILE = Path(__file__).with_name("registry.csv")
 #: Files of the kit's own repository (``pretrained/``) are used from the checkout when present.
 KIT_REPOSITORY = "breast-imaging-course/course-kit"
-CHECKOUT = Path(__file__).resolve().parent.parent.parent
 CACHE_ENV_VAR = "COURSE_DATA_DIR"
 MIRROR_ENV_VAR = "COURSE_DATA_MIRROR"
 HASH_ALGORITHMS = ("sha256", "gitsha1")
@@ -70,7 +70,7 @@ class RegistryEntry:
     def checkout_path(self):
         """Where a file of the kit's own repository lies in this checkout (else None)."""
         parts = self.relative_path.split("/", 3)
-        return CHECKOUT / parts[3] if len(parts) == 4 and "/".join(parts[:2]) == KIT_REPOSITORY else None
+        return REPO_ROOT / parts[3] if len(parts) == 4 and "/".join(parts[:2]) == KIT_REPOSITORY else None
 
 
 @functools.cache

@@ -1,9 +1,9 @@
-"""BreakHis on disk: synthetic look-alikes, readers, the A-MIL layout and MIL bags.
+"""BreakHis on disk: its file-name convention, readers of its layouts, the A-MIL layout and MIL bags.
 
 BreakHis [1]_ has 7,909 RGB PNGs of 700 x 460 px from 82 patients, at 40X,
 100X, 200X and 400X. Every file name carries all labels
 (``SOB_M_DC-14-2523-40-010.png``, see
-:func:`~course_lib.phantoms.histology.parse_breakhis_filename`), so a reader
+:func:`parse_breakhis_filename`), so a reader
 needs the folders only for the train/test split. Three folder layouts are
 handled:
 
@@ -12,7 +12,7 @@ handled:
     BreaKHis_v1/histology_slides/breast/<benign|malignant>/SOB/<subtype folder>/
         SOB_<B|M>_<subtype>_<year>-<patient id>/<40X|100X|200X|400X>/<file>.png
 
-  The archive itself has no split; :func:`build_breakhis_phantom_dataset`
+  The archive itself has no split; :func:`course_lib.phantoms.breakhis_set.build_breakhis_phantom_dataset`
   writes one to ``Folds.csv`` (columns ``fold, mag, grp, filename``, filename
   relative to the root), modelled on the fold table that circulates with the
   Kaggle copy of the archive.
@@ -40,22 +40,15 @@ References
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from course_lib.io import atomic_output
-from course_lib.phantoms.histology import (
-    BENIGN_SUBTYPES,
-    MAGNIFICATIONS,
-    MALIGNANT_SUBTYPES,
-    SUBTYPES,
-    make_histology,
-    parse_breakhis_filename,
-)
+
 
 __all__ = [
     "LAYOUTS",
@@ -63,7 +56,12 @@ __all__ = [
     "BAG_SHAPE",
     "TILE_SIZE",
     "GRID_SHAPE",
-    "build_breakhis_phantom_dataset",
+    "BENIGN_SUBTYPES",
+    "MALIGNANT_SUBTYPES",
+    "SUBTYPES",
+    "MAGNIFICATIONS",
+    "breakhis_filename",
+    "parse_breakhis_filename",
     "read_breakhis",
     "make_amil_layout",
     "image_to_bag",
@@ -76,7 +74,7 @@ ARCHIVE_ROOT = Path("BreaKHis_v1", "histology_slides", "breast")
 MASKS_FOLDER = "masks"
 FOLDS_FILE = "Folds.csv"
 
-#: A-MIL bag geometry (SEED_SPECS 3.2): the 460 x 700 image is centre-cropped
+#: A-MIL bag geometry (Patil et al. 2019; docs/original_pipelines.md, A-MIL bags): the 460 x 700 image is centre-cropped
 #: to 448 x 700, keeping rows 6..453, and cut into 16 x 25 tiles of 28 x 28.
 BAG_SHAPE = (448, 700)
 TILE_SIZE = 28
@@ -87,109 +85,98 @@ _COLUMNS = ["path", "label", "class_name", "subtype", "patient_id", "magnificati
             "split", "fold", "mask_path"]
 
 
-def _magnification_folder(magnification):
+def magnification_folder(magnification):
     """Folder name of a magnification: 40 -> "40X"."""
     return f"{int(magnification)}X"
 
 
-# --------------------------------------------------------------------------- build
+# --------------------------------------------------------------------------- names
 
-def build_breakhis_phantom_dataset(root, n_patients, images_per_patient_per_mag, layout="kaggle",
-                                   seed=0, magnifications=MAGNIFICATIONS, test_fraction=0.3):
-    """Write a synthetic BreakHis look-alike in a real BreakHis folder layout.
+#: BreakHis subtype codes and the folder names of the official archive.
+BENIGN_SUBTYPES = {
+    "A": "adenosis",
+    "F": "fibroadenoma",
+    "PT": "phyllodes_tumor",
+    "TA": "tubular_adenoma",
+}
+MALIGNANT_SUBTYPES = {
+    "DC": "ductal_carcinoma",
+    "LC": "lobular_carcinoma",
+    "MC": "mucinous_carcinoma",
+    "PC": "papillary_carcinoma",
+}
+SUBTYPES = {**BENIGN_SUBTYPES, **MALIGNANT_SUBTYPES}
+SUBTYPES_OF = {"benign": BENIGN_SUBTYPES, "malignant": MALIGNANT_SUBTYPES}
+_CLASS_LETTER = {"benign": "B", "malignant": "M"}
 
-    Patients alternate between benign and malignant (in a shuffled order) and
-    cycle through the four subtypes of their class; all of a patient's images
-    share its subtype. The train/test split is made per patient, within each
-    class, so no patient is on both sides. The same arguments write the same
-    files.
+MAGNIFICATIONS = (40, 100, 200, 400)
 
-    Parameters
-    ----------
-    root : path-like
-        Output folder (created).
-    n_patients : int
-        Number of synthetic patients; ids are ``SYN0001``, ``SYN0002``, ...
-    images_per_patient_per_mag : int
-    layout : {"kaggle", "archive"}
-        See the module docstring. "kaggle" writes ``fold1``; "archive" writes
-        ``BreaKHis_v1/...`` and ``Folds.csv`` (fold 1).
-    seed : int
-    magnifications : sequence of int
-    test_fraction : float
-        Fraction of each class's patients put in the test split (at least
-        one when the class has two patients or more).
+_FILENAME_PATTERN = re.compile(
+    r"^(?P<procedure>[A-Z]+)_(?P<letter>[BM])_(?P<subtype>[A-Z]+)"
+    r"-(?P<year>\d+)-(?P<patient_id>[A-Za-z0-9]+)"
+    r"-(?P<magnification>\d+)-(?P<seq>\d+)\.png$",
+    re.IGNORECASE,
+)
+
+
+def breakhis_filename(label, subtype, patient_id, magnification, seq, year=14, procedure="SOB"):
+    """BreakHis file name, e.g. ``SOB_M_DC-14-12345-100-001.png``.
+
+    The fields are: biopsy procedure, class letter (B/M), subtype code, year,
+    patient (slide) id, magnification and a 3-digit sequence number.
+    """
+    if label not in SUBTYPES_OF:
+        raise ValueError(f"label must be 'benign' or 'malignant', got {label!r}")
+    if subtype not in SUBTYPES_OF[label]:
+        raise ValueError(
+            f"subtype {subtype!r} is not {label}; choose from {sorted(SUBTYPES_OF[label])}"
+        )
+    if magnification not in MAGNIFICATIONS:
+        raise ValueError(f"magnification must be one of {MAGNIFICATIONS}, got {magnification!r}")
+    if not re.fullmatch(r"[A-Za-z0-9]+", str(patient_id)):
+        raise ValueError(f"patient_id must be alphanumeric, got {patient_id!r}")
+    return (
+        f"{procedure}_{_CLASS_LETTER[label]}_{subtype}-{int(year):02d}-{patient_id}"
+        f"-{int(magnification)}-{int(seq):03d}.png"
+    )
+
+
+def parse_breakhis_filename(name):
+    """Split a BreakHis file name (or path) into its labelled fields.
 
     Returns
     -------
-    pandas.DataFrame
-        :func:`read_breakhis` of ``root``.
+    fields : dict
+        ``procedure``, ``label`` ("benign"/"malignant"), ``label_index`` (0/1),
+        ``subtype`` (code), ``subtype_name`` (archive folder name), ``year``,
+        ``patient_id``, ``magnification`` (int) and ``seq`` (int).
+
+    Raises
+    ------
+    ValueError
+        If the name does not follow the convention.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    root = Path(root)
-    patients = _synthetic_patients(n_patients, test_fraction, seed)
-    fold_rows = []
-    for patient_index, patient in enumerate(patients):
-        for magnification in magnifications:
-            for seq in range(1, images_per_patient_per_mag + 1):
-                image_seed = _image_seed(seed, patient_index, magnification, seq)
-                phantom = make_histology(image_seed, patient["label"], patient["subtype"],
-                                         magnification, patient_id=patient["patient_id"], seq=seq)
-                relative = _relative_path(layout, phantom, patient["split"])
-                _write_png(root / relative, phantom.image)
-                _write_png(root / MASKS_FOLDER / relative, phantom.tumour_mask.astype(np.uint8) * 255)
-                fold_rows.append({"fold": 1, "mag": int(magnification), "grp": patient["split"],
-                                  "filename": relative.as_posix()})
-    if layout == "archive":
-        with atomic_output(root / FOLDS_FILE) as tmp:
-            pd.DataFrame(fold_rows).to_csv(tmp, index=False)
-    return read_breakhis(root)
-
-
-def _synthetic_patients(n_patients, test_fraction, seed):
-    """Patient records: id, label, subtype and split (split per class, per patient)."""
-    rng = np.random.default_rng([seed, 0])
-    labels = np.array(["benign", "malignant"] * (n_patients // 2 + 1))[:n_patients]
-    labels = labels[rng.permutation(n_patients)]
-    patients = []
-    counts = {"benign": 0, "malignant": 0}
-    for k, label in enumerate(labels):
-        codes = sorted(BENIGN_SUBTYPES if label == "benign" else MALIGNANT_SUBTYPES)
-        patients.append({"patient_id": f"SYN{k + 1:04d}", "label": str(label),
-                         "subtype": codes[counts[label] % len(codes)], "split": "train"})
-        counts[label] += 1
-    for label, count in counts.items():
-        n_test = int(round(test_fraction * count))
-        if count >= 2:
-            n_test = min(max(n_test, 1), count - 1)  # both splits see every class
-        members = [p for p in patients if p["label"] == label]
-        for index in rng.permutation(len(members))[:n_test]:
-            members[index]["split"] = "test"
-    return patients
-
-
-def _image_seed(seed, patient_index, magnification, seq):
-    """Independent, reproducible seed for one image."""
-    return int(np.random.SeedSequence([seed, patient_index, magnification, seq]).generate_state(1)[0])
-
-
-def _relative_path(layout, phantom, split):
-    """Where an image goes in ``layout``, relative to the root."""
-    fields = parse_breakhis_filename(phantom.filename)
-    mag = _magnification_folder(phantom.magnification)
-    if layout == "kaggle":
-        return Path("fold1", split, mag, f"{fields['label'][0].upper()}_{mag}", phantom.filename)
-    patient_folder = (f"{fields['procedure']}_{fields['label'][0].upper()}_{fields['subtype']}"
-                      f"_{fields['year']:02d}-{fields['patient_id']}")
-    return Path(ARCHIVE_ROOT, fields["label"], fields["procedure"], SUBTYPES[fields["subtype"]],
-                patient_folder, mag, phantom.filename)
-
-
-def _write_png(path, array):
-    """Save an array as PNG, atomically."""
-    with atomic_output(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+    basename = os.path.basename(os.fspath(name))
+    match = _FILENAME_PATTERN.match(basename)
+    if match is None:
+        raise ValueError(
+            f"{basename!r} is not a BreakHis file name like 'SOB_B_A-14-22549AB-40-001.png'"
+        )
+    label = "benign" if match["letter"].upper() == "B" else "malignant"
+    subtype = match["subtype"].upper()
+    if subtype not in SUBTYPES_OF[label]:
+        raise ValueError(f"{basename!r}: subtype {subtype!r} is not a {label} BreakHis subtype")
+    return {
+        "procedure": match["procedure"].upper(),
+        "label": label,
+        "label_index": int(label == "malignant"),
+        "subtype": subtype,
+        "subtype_name": SUBTYPES[subtype],
+        "year": int(match["year"]),
+        "patient_id": match["patient_id"],
+        "magnification": int(match["magnification"]),
+        "seq": int(match["seq"]),
+    }
 
 
 # --------------------------------------------------------------------------- read
@@ -313,7 +300,7 @@ def make_amil_layout(df, dest, mode="copy"):
         raise ValueError("every image needs a split: read a layout with train/test folders or "
                          "Folds.csv, or fill df['split'] first")
     dest = Path(dest)
-    targets = [dest / _magnification_folder(mag) / split / str(label) / Path(path).name
+    targets = [dest / magnification_folder(mag) / split / str(label) / Path(path).name
                for path, mag, split, label in zip(df["path"], df["magnification"], df["split"],
                                                   df["label"])]
     if len(set(targets)) != len(targets):
@@ -355,7 +342,7 @@ def image_to_bag(image):
 
     Centre-crop to 448 x 700 (rows 6..453 of a 460-row image), cut into
     16 x 25 non-overlapping 28 x 28 tiles in row-major order, scale to [0, 1];
-    no normalisation (SEED_SPECS 3.2).
+    no normalisation (docs/original_pipelines.md, A-MIL bags).
 
     Parameters
     ----------

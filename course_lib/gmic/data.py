@@ -1,6 +1,6 @@
 """GMIC-style exams: synthetic phantoms written in GMIC's sample-data layout, and readers.
 
-The layout (SEED_SPECS §4.1–4.2) that GMIC's scripts and the kit's loaders read::
+The layout (docs/original_pipelines.md, GMIC data formats) that GMIC's scripts and the kit's loaders read::
 
     <root>/images/<exam>_<VIEW>.png                      16-bit PNG, as the detector wrote it
                                                           (R views face left)

@@ -1,6 +1,6 @@
 """GMIC's ``run.sh`` as one function: exam list -> crop -> optimal centres -> model -> predictions.csv.
 
-``predictions.csv`` follows the official format (SEED_SPECS §4.7): columns
+``predictions.csv`` follows the official format (docs/original_pipelines.md, GMIC predictions.csv): columns
 ``image_index, benign_pred, malignant_pred, benign_label, malignant_label``, no index,
 floats with 4 decimals. A single model writes rows in exam order, views L-CC, R-CC,
 L-MLO, R-MLO, with integer labels; the ensemble (models 1-5) writes the NaN-ignoring
@@ -131,10 +131,10 @@ def write_predictions_csv(rows, path):
 
 
 def save_visualization(view, output, index, path, crop_shape=(256, 256), dpi=500):
-    """The official per-image figure (see :func:`course_lib.viz.gmic_view_figure`), saved as PNG."""
+    """The official per-image figure (see :func:`course_lib.gmic.figures.gmic_view_figure`), saved as PNG."""
     import matplotlib.pyplot as plt
 
-    from course_lib.viz import gmic_view_figure
+    from course_lib.gmic.figures import gmic_view_figure
 
     fig = gmic_view_figure(view.window, output.saliency_map[index].numpy(),
                            output.patch_locations[index].numpy(), output.patches[index].numpy(),

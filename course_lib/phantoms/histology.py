@@ -36,44 +36,19 @@ References
        63(7):1455-1462, 2016.
 """
 
-import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage, sparse
 
+from course_lib.datasets.breakhis import MAGNIFICATIONS, SUBTYPES_OF, breakhis_filename
+
 __all__ = [
-    "BENIGN_SUBTYPES",
-    "MALIGNANT_SUBTYPES",
-    "SUBTYPES",
-    "MAGNIFICATIONS",
     "NUCLEUS_DIAMETER_UM",
     "HistologyPhantom",
     "make_histology",
     "microns_per_pixel",
-    "breakhis_filename",
-    "parse_breakhis_filename",
 ]
-
-#: BreakHis subtype codes and the folder names of the official archive.
-BENIGN_SUBTYPES = {
-    "A": "adenosis",
-    "F": "fibroadenoma",
-    "PT": "phyllodes_tumor",
-    "TA": "tubular_adenoma",
-}
-MALIGNANT_SUBTYPES = {
-    "DC": "ductal_carcinoma",
-    "LC": "lobular_carcinoma",
-    "MC": "mucinous_carcinoma",
-    "PC": "papillary_carcinoma",
-}
-SUBTYPES = {**BENIGN_SUBTYPES, **MALIGNANT_SUBTYPES}
-_SUBTYPES_OF = {"benign": BENIGN_SUBTYPES, "malignant": MALIGNANT_SUBTYPES}
-_CLASS_LETTER = {"benign": "B", "malignant": "M"}
-
-MAGNIFICATIONS = (40, 100, 200, 400)
 
 #: Diameter of a normal epithelial nucleus.
 NUCLEUS_DIAMETER_UM = 7.0
@@ -135,7 +110,7 @@ class HistologyPhantom:
         40, 100, 200 or 400.
     patient_id : str
     filename : str
-        BreakHis-style file name, see :func:`breakhis_filename`.
+        BreakHis-style file name, see :func:`course_lib.datasets.breakhis.breakhis_filename`.
     synthetic : bool
         Always True.
     """
@@ -155,75 +130,6 @@ def microns_per_pixel(magnification):
     if magnification not in MAGNIFICATIONS:
         raise ValueError(f"magnification must be one of {MAGNIFICATIONS}, got {magnification!r}")
     return 100.0 / magnification
-
-
-# --------------------------------------------------------------------------- names
-
-_FILENAME_PATTERN = re.compile(
-    r"^(?P<procedure>[A-Z]+)_(?P<letter>[BM])_(?P<subtype>[A-Z]+)"
-    r"-(?P<year>\d+)-(?P<patient_id>[A-Za-z0-9]+)"
-    r"-(?P<magnification>\d+)-(?P<seq>\d+)\.png$",
-    re.IGNORECASE,
-)
-
-
-def breakhis_filename(label, subtype, patient_id, magnification, seq, year=14, procedure="SOB"):
-    """BreakHis file name, e.g. ``SOB_M_DC-14-12345-100-001.png``.
-
-    The fields are: biopsy procedure, class letter (B/M), subtype code, year,
-    patient (slide) id, magnification and a 3-digit sequence number.
-    """
-    if label not in _SUBTYPES_OF:
-        raise ValueError(f"label must be 'benign' or 'malignant', got {label!r}")
-    if subtype not in _SUBTYPES_OF[label]:
-        raise ValueError(
-            f"subtype {subtype!r} is not {label}; choose from {sorted(_SUBTYPES_OF[label])}"
-        )
-    microns_per_pixel(magnification)  # validates the magnification
-    if not re.fullmatch(r"[A-Za-z0-9]+", str(patient_id)):
-        raise ValueError(f"patient_id must be alphanumeric, got {patient_id!r}")
-    return (
-        f"{procedure}_{_CLASS_LETTER[label]}_{subtype}-{int(year):02d}-{patient_id}"
-        f"-{int(magnification)}-{int(seq):03d}.png"
-    )
-
-
-def parse_breakhis_filename(name):
-    """Split a BreakHis file name (or path) into its labelled fields.
-
-    Returns
-    -------
-    fields : dict
-        ``procedure``, ``label`` ("benign"/"malignant"), ``label_index`` (0/1),
-        ``subtype`` (code), ``subtype_name`` (archive folder name), ``year``,
-        ``patient_id``, ``magnification`` (int) and ``seq`` (int).
-
-    Raises
-    ------
-    ValueError
-        If the name does not follow the convention.
-    """
-    basename = os.path.basename(os.fspath(name))
-    match = _FILENAME_PATTERN.match(basename)
-    if match is None:
-        raise ValueError(
-            f"{basename!r} is not a BreakHis file name like 'SOB_B_A-14-22549AB-40-001.png'"
-        )
-    label = "benign" if match["letter"].upper() == "B" else "malignant"
-    subtype = match["subtype"].upper()
-    if subtype not in _SUBTYPES_OF[label]:
-        raise ValueError(f"{basename!r}: subtype {subtype!r} is not a {label} BreakHis subtype")
-    return {
-        "procedure": match["procedure"].upper(),
-        "label": label,
-        "label_index": int(label == "malignant"),
-        "subtype": subtype,
-        "subtype_name": SUBTYPES[subtype],
-        "year": int(match["year"]),
-        "patient_id": match["patient_id"],
-        "magnification": int(match["magnification"]),
-        "seq": int(match["seq"]),
-    }
 
 
 # --------------------------------------------------------------------------- phantom
@@ -253,13 +159,13 @@ def make_histology(seed, label="malignant", subtype=None, magnification=40, shap
     -------
     HistologyPhantom
     """
-    if label not in _SUBTYPES_OF:
+    if label not in SUBTYPES_OF:
         raise ValueError(f"label must be 'benign' or 'malignant', got {label!r}")
     ppu = 1.0 / microns_per_pixel(magnification)  # pixels per micrometre
     shape = tuple(int(n) for n in shape)
     rng = np.random.default_rng(seed)
     if subtype is None:
-        subtype = str(rng.choice(sorted(_SUBTYPES_OF[label])))
+        subtype = str(rng.choice(sorted(SUBTYPES_OF[label])))
     if patient_id is None:
         patient_id = f"SYN{int(seed):05d}"
     filename = breakhis_filename(label, subtype, patient_id, magnification, seq)

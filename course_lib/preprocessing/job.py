@@ -328,7 +328,7 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
     batch = run_batch([image.item() for image in images], target.step, output_dir, target.settings,
                       processes, description=f"preprocessing for {target.name}")
     rows = {row["name"]: row for row in batch.rows}
-    write_exam_list(output_dir / "exam_list.json", _finish_exams(exams, rows, batch.results, target.result_keys))
+    write_exam_list(output_dir / "exam_list.json", _finish_exams(exams, rows, batch.records, target.result_keys))
     report_rows = failures + [
         {"input": image.input, "short_name": image.short_name, "view": image.view,
          **{key: rows[image.short_name][key] for key in ("status", "reason", "seconds")}}

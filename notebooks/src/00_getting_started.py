@@ -136,7 +136,7 @@ if path is not None:
     print(f"dtype      {mammogram.dtype}")
     print(f"values     {mammogram.min()} .. {mammogram.max()}  -> {int(mammogram.max()).bit_length()} bits used")
     print(f"air (=0)   {np.mean(mammogram == 0):.1%} of the pixels")
-    # The facts the kit relies on (SEED_SPECS §4.1): 12-bit data in a 16-bit container.
+    # The facts the kit relies on (docs/original_pipelines.md, GMIC sample files): 12-bit data in a 16-bit container.
     assert mammogram.dtype == np.uint16 and mammogram.max() == 4095
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 5))
@@ -188,6 +188,7 @@ print("mirror:", "set by COURSE_DATA_MIRROR" if data.mirror_dir() else "none (fi
 
 # %%
 # NBVAL_CHECK_OUTPUT
+from course_lib.exam_list import VIEWS
 from course_lib.phantoms.mammogram import make_mammogram
 
 examples = [make_mammogram(seed, view=view, side=side, shape=settings["phantom_shape"],
@@ -233,7 +234,7 @@ print(f"SYNTHETIC phantoms: beta = {phantom_betas.mean():.2f} +/- {phantom_betas
 
 # %%
 real_betas = {}
-for view in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
+for view in VIEWS:
     real_path = data.try_fetch(f"gmic/sample_data/images/0_{view}.png")
     if real_path is not None:
         real = iio.imread(real_path)
@@ -248,7 +249,8 @@ for view, beta in real_betas.items():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from course_lib.phantoms.histology import make_histology, parse_breakhis_filename
+from course_lib.datasets.breakhis import parse_breakhis_filename
+from course_lib.phantoms.histology import make_histology
 
 histology = make_histology(0, "malignant", "DC", magnification=100)
 print(f"SYNTHETIC {histology.filename}: {histology.image.shape}, tumour covers {histology.tumour_mask.mean():.3f}")

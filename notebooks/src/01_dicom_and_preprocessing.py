@@ -354,8 +354,9 @@ plt.show()
 # %%
 # NBVAL_CHECK_OUTPUT
 from course_lib.datasets import cbis_ddsm
+from course_lib.phantoms.cbis_ddsm_tree import build_cbis_ddsm_phantom_tree
 
-truth = cbis_ddsm.build_cbis_ddsm_phantom_tree(workdir / "cbis", n_patients=2, seed=0)
+truth = build_cbis_ddsm_phantom_tree(workdir / "cbis", n_patients=2, seed=0)
 csvs = cbis_ddsm.read_cbis_ddsm_csvs(workdir / "cbis")
 matched = cbis_ddsm.match_cbis_ddsm(csvs, cbis_ddsm.index_dicoms(workdir / "cbis"))
 converted = cbis_ddsm.convert_cbis_ddsm(workdir / "cbis", workdir / "cbis_png")
@@ -379,7 +380,7 @@ from course_lib.gmic.preprocess import preprocess_target
 from course_lib.preprocessing.job import preprocess
 
 dicom_folder = workdir / "dicoms"
-for number, view in enumerate(("L-CC", "R-CC", "L-MLO", "R-MLO")):
+for number, view in enumerate(VIEWS):
     side, projection = view.split("-")
     ph = make_mammogram(10 + number, view=projection, side=side, shape=(368, 240))
     write_phantom_dicom(dicom_folder / f"{view}.dcm", ph.image, projection, side, patient_id="SYNTH-0200")

@@ -242,7 +242,8 @@ assert by_hand == library
 # `course-kit gmic predict --visualize` writes one such figure per image, with `predictions.csv`.
 
 # %%
-from course_lib.viz import gmic_browser, gmic_view_figure
+from course_lib.gmic.figures import gmic_view_figure
+from course_lib.viz import image_browser
 
 outputs = {}
 with torch.inference_mode():
@@ -263,7 +264,7 @@ def figure_for(name):
 
 figure_for(next(iter(outputs)))
 plt.show()
-gmic_browser(outputs, figure_for)  # pick a lesion view to draw its figure (in Jupyter)
+image_browser(outputs, figure_for)  # pick a lesion view to draw its figure (in Jupyter)
 
 # %% [markdown]
 # ## 6. Does the saliency map point at the lesion? Numbers, on held-out phantoms

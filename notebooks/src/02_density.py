@@ -1,0 +1,657 @@
+# %% [markdown]
+# # 02 · Breast density (BI-RADS A–D) with a ResNet, and Grad-CAM built by hand
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/breast-imaging-course/course-kit/blob/main/notebooks/02_density.ipynb)
+#
+# Breast density is how much of the breast is fibroglandular tissue rather than fat. Radiologists grade it in four
+# BI-RADS classes: **A** almost entirely fatty, **B** scattered fibroglandular densities, **C** heterogeneously
+# dense, **D** extremely dense. Density matters twice: dense tissue hides cancers, and it is itself a risk factor.
+# The INFN use case trained one residual network per mammographic projection (CC and MLO, left and right) to
+# grade density, then asked *where the network looks* with Grad-CAM.
+#
+# **What you will learn**
+# - the INFN ResNet in Keras 3, counted layer by layer (41 convolutions, 2,262,660 parameters at 650×650);
+# - the data pipeline as the original ran it (nearest resize, per-image centring, augmentation without flips);
+# - **reproduction 1**: the published figures of merit from the published prediction files, plus what the
+#   density literature reports (weighted Cohen's κ with bootstrap intervals, dense vs non-dense);
+# - **reproduction 2**: NYU's histogram density model with its real weights, and why float32 moves its numbers;
+# - a short, repeatable training run, and the kit's phantom-trained models on held-out SYNTHETIC phantoms;
+# - Grad-CAM by hand with `tf.GradientTape`, checked against `course_lib`, by finite differences and by
+#   randomising the weights, and scored against the phantoms' dense-tissue masks.
+#
+# **Cite**: Scapicchio C., Lizzi F. et al., ML-INFN use case *CNN breast density classifier explainability* (2021),
+# github.com/camillascapicchio/MLINFN-CNNBreastDensityClassifier-Explainability; He K. et al., *Deep residual
+# learning for image recognition*, CVPR 2016; Selvaraju R. R. et al., *Grad-CAM*, ICCV 2017; Adebayo J. et al.,
+# *Sanity checks for saliency maps*, NeurIPS 2018; Wu N., Geras K. J. et al., *Breast density classification with
+# deep convolutional neural networks*, ICASSP 2018 (github.com/nyukat/breast_density_classifier, BSD-2);
+# Lehman C. D. et al., *Mammographic breast density assessment using deep learning*, Radiology 290:52–58 (2019).
+#
+# | profile | hardware | run time |
+# |---|---|---|
+# | `smoke` | 2-core laptop CPU | about 40 s |
+# | `default` | 2-core laptop CPU, kit's phantom-trained weights, 64×64 inputs | about 2 minutes |
+# | `full` | GPU; your INFN-layout data set (or phantoms) at 650×650, the original recipe | hours (the original: about 24 h per projection on a K80) |
+#
+# *Not for clinical use. The kit's density models were trained on SYNTHETIC phantoms only; what they say about
+# real mammograms means nothing. Synthetic images are always labelled SYNTHETIC.*
+
+# %%
+# Setup. On Google Colab this clones the kit and installs it on top of Colab's own
+# torch and tensorflow (the kit only sets lower bounds, so they are left alone).
+# Anywhere else it does nothing: use `make course`, or the conda environment.yml.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and not os.path.isdir("course-kit"):
+    subprocess.run(["git", "clone", "--depth", "1",
+                    "https://github.com/breast-imaging-course/course-kit"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "course-kit[dicom]"], check=True)
+    sys.path.insert(0, os.path.abspath("course-kit"))
+    os.chdir("course-kit/notebooks")
+
+# %% tags=["parameters"]
+import os
+
+PROFILE = os.environ.get("COURSE_PROFILE", "default")
+
+# %%
+import course_lib
+
+PROFILE = course_lib.get_profile(PROFILE)
+settings = course_lib.settings_for(
+    PROFILE,
+    smoke=dict(input_size=64, demo_patients=8, demo_epochs=1, test_patients=3, bootstrap=200, mask_phantoms=2),
+    default=dict(input_size=64, demo_patients=40, demo_epochs=3, test_patients=10, bootstrap=2000, mask_phantoms=6),
+    full=dict(input_size=650, demo_patients=100, demo_epochs=100, test_patients=10, bootstrap=2000,
+              mask_phantoms=6),
+)
+print(PROFILE, settings)
+
+# %%
+print(course_lib.environment_report(with_device=False))
+
+# %%
+import tempfile
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+import keras
+
+from course_lib import data
+from course_lib.density.train import configure_determinism
+
+print(configure_determinism(seed=0, threads=2))  # seeds, deterministic ops, fixed thread counts
+print(course_lib.seed_everything(0), "tensorflow", tf.__version__, "keras", keras.__version__)
+WORK = Path(tempfile.mkdtemp(prefix="course-02-"))  # phantoms and outputs of this run
+
+# %% [markdown]
+# ## 0. The question: four real mammograms, four density classes
+#
+# The INFN repository ships 16 real, preprocessed test images: one per class and projection. Here is the right
+# CC projection of each class. The images are 8-bit, cropped to the breast, with the background set to 0 (and in
+# MLO views the pectoral muscle replaced by the mean breast grey level). Can a network learn to tell them apart?
+
+# %%
+from course_lib.datasets.density import DENSITY_CLASSES, PROJECTIONS, read_density_dataset
+from course_lib.density.data import load_grey8
+
+real_paths = {}
+for projection in PROJECTIONS:
+    for label in DENSITY_CLASSES:
+        key = next((k for k in data.load_registry() if k.startswith(f"infn-density/myproject/TestSet/{projection}/test/{label}/")), None)
+        path = data.try_fetch(key) if key else None
+        if path is not None:
+            real_paths[projection, label] = path
+print(f"{len(real_paths)} of 16 real INFN TestSet images available")
+
+if real_paths:
+    fig, axes = plt.subplots(1, 4, figsize=(10, 3.6))
+    for ax, label in zip(axes, DENSITY_CLASSES):
+        if ("CC_R", label) in real_paths:
+            ax.imshow(load_grey8(real_paths["CC_R", label]), cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"BI-RADS {label} (real, INFN TestSet)", fontsize=8)
+        ax.set_axis_off()
+    plt.show()
+
+# %% [markdown]
+# ## 1. The model, counted
+#
+# A stem (3×3 convolution with stride 2, batch norm, LeakyReLU, 3×3 max pool) feeds four stages of three
+# *bottleneck* residual modules: 1×1 convolution down to the module's width, 3×3 convolution (strided in the
+# first module of stages 2–4), 1×1 back up, batch norm after each, and a shortcut added at the end (a strided 1×1
+# convolution when the shape changes). Then dropout 0.2, global average pooling and a 4-way softmax.
+# Two details of the original that are easy to get wrong: its LeakyReLU keeps Keras' default negative slope
+# **0.3** (PyTorch's default is 0.01), and stages 3 and 4 do *not* double the width (128/256 throughout).
+# Every layer has a name that says what it is, so Grad-CAM can name its target: the original's is
+# `stage4_block3_add`, the 12th and last addition.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from course_lib.density.model import GRADCAM_LAYER, build_density_resnet, layer_summary
+
+original_size = build_density_resnet(650)
+for key, value in layer_summary(original_size).items():
+    print(f"{key:22} {value:>10,}")
+for name in ("stem_pool", "stage1_block3_out", "stage2_block3_out", "stage3_block3_out", GRADCAM_LAYER):
+    print(f"{name:22} {str(original_size.get_layer(name).output.shape[1:]):>16}")
+print("the INFN README says: 41 convolutional layers, about 2 million parameters")
+
+# %% [markdown]
+# The convolutions do not depend on the image size, so a 64×64 model has exactly the same parameters: the CPU
+# lessons below use 64×64 inputs (the feature map of `stage4_block3_add` is then 2×2 instead of 21×21).
+
+# %%
+del original_size
+model_size = settings["input_size"]
+print(f"input {model_size}x{model_size}: {build_density_resnet(model_size).count_params():,} parameters")
+
+# %% [markdown]
+# ## 2. Images in, model inputs out
+#
+# The original read its PNGs with Keras' directory iterator: grey repeated into 3 channels, resized to 650×650
+# **ignoring the aspect ratio with nearest-neighbour** interpolation, divided by 255, and centred on each image's
+# own mean (no division by the standard deviation). Training added random rotations (±10°), shifts (±20 %) and
+# zooms (0.8–1.2, separately in x and y), and no flips: a flipped left breast would look like a right one, and
+# each projection has its own model. We build the deterministic part by hand and check it against `course_lib`.
+
+# %%
+from PIL import Image
+
+from course_lib.density.data import centre_images, load_images
+
+example = real_paths.get(("CC_R", "C"))
+if example is not None:
+    grey = load_grey8(example)
+    resized = np.asarray(Image.fromarray(grey).resize((model_size, model_size), Image.Resampling.NEAREST))
+    by_hand = resized.astype(np.float32) / 255.0
+    by_hand = np.repeat((by_hand - by_hand.mean())[..., None], 3, axis=-1)
+    kit = centre_images(load_images([example], model_size))[0]
+    print(f"stored {grey.shape} uint8 -> {by_hand.shape}; max |by hand - course_lib| = {np.abs(by_hand - kit).max():.1e}")
+
+# %% [markdown]
+# Keras 3's random preprocessing layers fill the pixels that a rotation or shift uncovers with `"reflect"` by
+# default; the original's `ImageDataGenerator` (removed from Keras 3) filled with `"nearest"`, repeating the edge
+# pixel. `course_lib.density.data.augmentation_layers` sets `fill_mode="nearest"` (and bilinear interpolation, the
+# generator's) explicitly. Look at the image edges: reflected breasts would appear as mirrored ghosts.
+
+# %%
+from course_lib.density.data import AUGMENTATION, augmentation_layers
+
+print(AUGMENTATION)
+if example is not None:
+    batch = np.repeat(load_images([example], 128)[..., None].astype(np.float32), 4, axis=0)
+    fig, axes = plt.subplots(1, 5, figsize=(11, 2.6))
+    axes[0].imshow(batch[0, ..., 0], cmap="gray"), axes[0].set_title("input", fontsize=8)
+    reflect = keras.layers.RandomTranslation(0.3, 0.3, seed=3)  # Keras 3 default fill: reflect
+    axes[1].imshow(np.asarray(reflect(batch[:1], training=True))[0, ..., 0], cmap="gray")
+    axes[1].set_title("Keras default fill (reflect)", fontsize=8)
+    augmented = np.asarray(augmentation_layers(seed=3)(batch[1:], training=True))
+    for ax, image in zip(axes[2:], augmented):
+        ax.imshow(image[..., 0], cmap="gray"), ax.set_title("original's (nearest fill)", fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    plt.show()
+
+# %% [markdown]
+# ## 3. Reproduction 1: the published figures of merit
+#
+# The INFN repository publishes its test predictions: per projection, 128 rows (one per test subject) of four
+# softmax probabilities, in `%.18e` text, with no image names. The labels are not stored: rows are in the test
+# iterator's order, class folder A, B, C, D, then file names sorted as strings, so the labels are 14×A, 51×B, 50×C,
+# 13×D (the original CAM notebook confirms the order: its CC_R class-A patients are listed as 1203, 1215, 1218, …).
+# Subjects are combined by averaging probability vectors: right = CC_R + MLO_R, left = CC_L + MLO_L, total = all four.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import pandas as pd
+
+from course_lib.datasets.density import infn_test_labels
+from course_lib.density.evaluate import (PROJECTION_FILES, combine_projections, dense_vs_nondense,
+                                         figures_of_merit, kappa_with_ci, read_prediction_file)
+
+y_infn = infn_test_labels()
+published = {}
+for projection, name in PROJECTION_FILES.items():
+    path = data.try_fetch(f"infn-density/myproject/Predictions/{name}")
+    if path is not None:
+        published[projection] = read_prediction_file(path, n_rows=len(y_infn))
+published_sets = {**published, **combine_projections(published)}
+rows = {name: figures_of_merit(y_infn, p) for name, p in published_sets.items()}
+table = pd.DataFrame({name: {"accuracy": f["accuracy"], "recall (macro)": f["recall_macro"],
+                             "precision (macro)": f["precision_macro"], "linear κ": f["kappa_linear"],
+                             "quadratic κ": f["kappa_quadratic"]} for name, f in rows.items()}).T
+print(table.round(4).to_string())
+print("published (INFN README, total): accuracy 0.81, recall 0.81, precision 0.80")
+
+# %% [markdown]
+# The total row reproduces the published numbers (accuracy 0.8125, macro recall 0.8127, macro precision 0.8026).
+# Averaging helps: every combined set beats its single projections. Its confusion matrix:
+
+# %%
+import seaborn as sns
+
+if "total" in rows:
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, name in zip(axes, ("CC_R", "MLO_R", "total")):
+        sns.heatmap(rows[name]["confusion"], annot=True, fmt="d", cmap="Greens", cbar=name == "total", ax=ax,
+                    xticklabels=DENSITY_CLASSES, yticklabels=DENSITY_CLASSES)
+        ax.set(title=f"{name} (published predictions)", xlabel="Predicted label", ylabel="True label")
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# Density classes are **ordered**: reading a B as C is a smaller error than reading an A as D. Accuracy treats
+# both the same; Cohen's κ corrects agreement for chance and, weighted, charges each error by its distance:
+# linear weights |i − j|, quadratic weights (i − j)². Quadratic κ always reads higher than linear κ when most
+# errors are one class off, as here (a one-class error costs 1/9 of the worst one instead of 1/3); that is why
+# radiology papers usually quote **linear** κ (Lehman et al., Radiology 2019: 0.67 against the original
+# radiologists, 0.78 against a consensus). On 128 subjects the bootstrap intervals are wide: about ±0.08.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if "total" in published_sets:
+    total_pred = published_sets["total"].argmax(axis=1)
+    for weights in ("linear", "quadratic"):
+        kappa, low, high = kappa_with_ci(y_infn, total_pred, weights, n_resamples=settings["bootstrap"])
+        print(f"total, {weights:9} κ = {kappa:.3f}  (bootstrap 95 % CI {low:.3f} – {high:.3f})")
+    binary = dense_vs_nondense(y_infn, published_sets["total"])
+    print(f"dense (C+D) vs non-dense: κ = {binary['kappa']:.3f}, AUC of P(C)+P(D) = {binary['auc']:.3f} "
+          f"({binary['n_dense']} dense of {binary['n_total']})")
+    print("per-class recall (total):", np.round(rows["total"]["recall_per_class"], 3).tolist())
+
+# %% [markdown]
+# The published CC_R training history is also in the repository (four text files, one value per epoch). The best
+# validation accuracy, 0.7961 at epoch 46, is the `weights-improvement-46-0.80.h5` file name.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+curves = {}
+for name in ("acc_train", "acc_val", "loss_train", "loss_val"):
+    path = data.try_fetch(f"infn-density/myproject/CC_R_model/{name}.txt")
+    if path is not None:
+        curves[name] = np.loadtxt(path)
+if len(curves) == 4:
+    best = int(np.argmax(curves["acc_val"]))
+    print(f"epochs {len(curves['acc_val'])}; best val accuracy {curves['acc_val'][best]:.4f} at epoch {best + 1}; "
+          f"lowest val loss {curves['loss_val'].min():.3f} at epoch {int(np.argmin(curves['loss_val'])) + 1}")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    for ax, metric in zip(axes, ("acc", "loss")):
+        ax.plot(curves[f"{metric}_train"], label="train"), ax.plot(curves[f"{metric}_val"], label="validation")
+        ax.set(title=f"INFN CC_R, published {metric}", xlabel="epoch"), ax.legend()
+    plt.show()
+
+# %% [markdown]
+# ## 4. Reproduction 2: NYU's histogram model, with its real weights
+#
+# NYU's density repository (BSD-2) ships, beside its CNN, a baseline small enough to write in five lines: each
+# of the four views is standardised on its own, a 50-bin histogram of the standardised values (over their own
+# min..max) is normalised to sum 1, the four histograms are concatenated (L-CC, R-CC, L-MLO, R-MLO) and a
+# two-layer perceptron (200 → 100 → 4) reads them. We build one histogram by hand, then run the model on NYU's
+# sample exam and compare with the probabilities the README publishes.
+
+# %%
+from course_lib.density.histogram_model import (CHECKPOINT_KEYS, PUBLISHED_SAMPLE_PROBABILITIES, VIEW_ORDER,
+                                                histogram_model_predict, load_histogram_weights, view_histogram)
+
+checkpoint = [data.try_fetch(key) for key in CHECKPOINT_KEYS]
+nyu_paths = {view: data.try_fetch(f"nyu-density/images/{view}.png") for view in VIEW_ORDER}
+nyu_available = all(p is not None for p in checkpoint) and all(p is not None for p in nyu_paths.values())
+if nyu_available:
+    nyu_views = {view: load_grey8(path) for view, path in nyu_paths.items()}
+    x = nyu_views["L-CC"].astype(np.float64)
+    z = (x - x.mean()) / x.std()
+    counts, edges = np.histogram(z, bins=50)
+    by_hand = counts / counts.sum()
+    print(f"L-CC {x.shape}: {len(edges) - 1} bins from {edges[0]:.3f} to {edges[-1]:.3f}; "
+          f"max |by hand - course_lib| = {np.abs(by_hand - view_histogram(nyu_views['L-CC'])).max():.1e}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if nyu_available:
+    nyu_weights = load_histogram_weights(str(checkpoint[0])[: -len(".index")])
+    print("published      ", np.round(PUBLISHED_SAMPLE_PROBABILITIES, 4))
+    for dtype in (np.float64, np.float32):
+        p = histogram_model_predict(nyu_views, nyu_weights, dtype)
+        gap = np.abs(p - PUBLISHED_SAMPLE_PROBABILITIES).max()
+        print(f"{dtype.__name__:8} ours  ", np.round(p, 4), f"max |Δ| {gap:.4f}, class {'ABCD'[p.argmax()]}")
+    f64 = np.concatenate([view_histogram(nyu_views[v], np.float64) for v in VIEW_ORDER])
+    f32 = np.concatenate([view_histogram(nyu_views[v], np.float32) for v in VIEW_ORDER])
+    moved = np.abs(f64 - f32) * np.concatenate([nyu_views[v].size * np.ones(50) for v in VIEW_ORDER])
+    print(f"float32 vs float64: {int(np.sum(moved > 0.5))} of 200 histogram bins hold a different number of pixels")
+else:
+    print("skipped: NYU's sample exam or weights unavailable (course-kit fetch --list)")
+
+# %% [markdown]
+# In float64 the model gives the published probabilities to better than 1e-3 and the same class (B). In float32
+# the standardised values are rounded differently, and a pixel whose value sits exactly on a bin edge falls into
+# the neighbouring bin: with only 256 grey levels, a whole grey level (thousands of pixels) can move at once. The
+# probabilities move by about 2e-3. Exact reproduction needs the same arithmetic, not only the same weights.
+#
+# ## 5. Training, repeatably
+#
+# The original trained each projection's model with the string `"sgd"` (plain SGD, learning rate 0.01, no
+# momentum: the RMSprop and Nesterov optimisers its script also builds are never used), batch 4, 100 epochs,
+# ReduceLROnPlateau on the validation loss and the best model by validation accuracy: `RECIPES["original"]`,
+# the `full` profile. On a laptop CPU we train a short recipe on SYNTHETIC phantoms at 64×64, and say what helps
+# it: Adam, batch-norm momentum 0.9, no augmentation, and batch-norm statistics recomputed on the training set at
+# the end (after a few dozen steps the moving averages that inference uses are still mostly their initial values).
+# Seeds, `enable_op_determinism()` and fixed thread counts make the numbers identical on every run.
+
+# %%
+from course_lib.density.train import RECIPES, phantom_split_arrays, train_projections
+from course_lib.phantoms.density_set import build_density_phantom_dataset
+from course_lib.density.train import PHANTOM_SHAPE
+
+print("original:", RECIPES["original"])
+print("short:   ", RECIPES["short"])
+demo_set = build_density_phantom_dataset(WORK / "demo", settings["demo_patients"], projections=("CC_L",),
+                                         shape=PHANTOM_SHAPE, seed=2)
+print("SYNTHETIC demo set:", demo_set.groupby("split").size().to_dict())
+
+# %%
+# NBVAL_CHECK_OUTPUT
+demo_model, demo_history = train_projections(demo_set, ["CC_L"], model_size, "short",
+                                             epochs=settings["demo_epochs"], verbose=0)["CC_L"]
+print("train loss per epoch", np.round(demo_history["loss"], 3).tolist())
+print("val accuracy per epoch", np.round(demo_history["val_accuracy"], 3).tolist())
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+for ax, metric in zip(axes, ("accuracy", "loss")):
+    ax.plot(demo_history[metric], "o-", label="train"), ax.plot(demo_history[f"val_{metric}"], "o-", label="validation")
+    ax.set(title=f"short recipe, SYNTHETIC CC_L: {metric}", xlabel="epoch"), ax.legend()
+plt.show()
+
+# %% [markdown]
+# A few epochs on a hundred images are not enough (the validation accuracy above uses the moving statistics
+# before their recomputation). The kit's own models, in `pretrained/`, come from the same code with more phantoms
+# and epochs (`course-kit density train --phantoms 100 --epochs 6 OUT`, its model card gives the details). We now
+# test them on **held-out** phantoms: new patients, drawn with another seed.
+
+# %%
+from course_lib.density.model import weight_file_name
+from course_lib.density.predict import predict_images, write_predictions
+from course_lib.density.train import PHANTOM_INPUT_SIZE, load_weights_float16
+
+kit_models = {}
+for projection in PROJECTIONS:
+    path = data.try_fetch(f"course-kit/pretrained/{weight_file_name(projection)}")
+    if path is not None:
+        kit_models[projection] = load_weights_float16(build_density_resnet(PHANTOM_INPUT_SIZE), path)
+print(f"kit phantom models loaded: {sorted(kit_models)}")
+test_set = build_density_phantom_dataset(WORK / "heldout", settings["test_patients"], shape=PHANTOM_SHAPE,
+                                         seed=1, splits={"test": 1.0})
+
+# %%
+# NBVAL_CHECK_OUTPUT
+kit_probabilities, kit_rows = {}, {}
+for projection, model in kit_models.items():
+    images, labels, kit_rows[projection] = phantom_split_arrays(test_set, projection, PHANTOM_INPUT_SIZE)["test"]
+    kit_probabilities[projection] = predict_images(model, images)
+    write_predictions(WORK / "predictions", projection, kit_probabilities[projection], kit_rows[projection]["path"])
+if kit_probabilities:
+    y_test = labels
+    kit_sets = {**kit_probabilities, **combine_projections(kit_probabilities)}
+    print(f"held-out SYNTHETIC phantoms: {len(y_test)} patients per projection")
+    for name, p in kit_sets.items():
+        f = figures_of_merit(y_test, p)
+        print(f"{name:6} accuracy {f['accuracy']:.3f}  QWK {f['kappa_quadratic']:.3f}  linear κ {f['kappa_linear']:.3f}")
+    print("chance: accuracy 0.25, κ 0")
+
+# %% [markdown]
+# The prediction files are written in the original's format (and read back with the same checks as the published
+# ones), with the image names beside them so that nothing depends on the folder order:
+
+# %%
+if kit_probabilities:
+    written = sorted(p.name for p in (WORK / "predictions").iterdir())
+    again = read_prediction_file(WORK / "predictions" / PROJECTION_FILES["CC_L"], n_rows=len(y_test))
+    print(written, "round trip exact:", bool(np.array_equal(again, kit_probabilities["CC_L"])))
+
+# %% [markdown]
+# ## 6. Grad-CAM, by hand
+#
+# Grad-CAM asks: which feature maps of a layer raise the score of class c, and where are they active? With the
+# layer's activations A (h×w×C) and the class score y_c:
+#
+# 1. gradients ∂y_c/∂A, by automatic differentiation (`tf.GradientTape`);
+# 2. channel weights α_k = the spatial mean of the gradient of channel k;
+# 3. map = ReLU(Σ_k α_k A_k): keep what speaks *for* the class;
+# 4. upsample to the image and normalise to [0, 1].
+#
+# The score is the **pre-softmax** one (the logit), as the original's keras-vis did by swapping the softmax for a
+# linear activation: the softmax's gradient for one class depends on all the others and vanishes when the model is
+# confident. Our model has a separate `logits` layer, so nothing needs rebuilding. At 64×64 the original's layer
+# `stage4_block3_add` is only 2×2, so we also look at `stage2_block3_add` (8×8).
+
+# %%
+from course_lib.explain.keras_gradcam import feature_layers, gradcam
+
+cam_model = kit_models.get("CC_L", demo_model)
+cam_images = centre_images(phantom_split_arrays(test_set, "CC_L", PHANTOM_INPUT_SIZE)["test"][0])
+layer_name = "stage2_block3_add"
+
+probe = keras.Model(cam_model.inputs, [cam_model.get_layer(layer_name).output, cam_model.get_layer("logits").output])
+x = tf.convert_to_tensor(cam_images)
+with tf.GradientTape() as tape:
+    activations, logits = probe(x, training=False)
+    target_class = tf.argmax(logits, axis=1, output_type=tf.int32)  # the predicted class
+    score = tf.gather(logits, target_class, axis=1, batch_dims=1)
+gradients = tape.gradient(score, activations)                        # step 1
+alpha = tf.reduce_mean(gradients, axis=(1, 2))                       # step 2
+raw = tf.nn.relu(tf.einsum("nhwc,nc->nhw", activations, alpha))      # step 3
+up = tf.image.resize(raw[..., None], x.shape[1:3], method="bilinear")[..., 0].numpy()
+low, high = up.min(axis=(1, 2), keepdims=True), up.max(axis=(1, 2), keepdims=True)
+by_hand_maps = np.where(high > low, (up - low) / np.where(high > low, high - low, 1), 0)  # step 4
+print(f"{layer_name}: activations {tuple(activations.shape)}, α {tuple(alpha.shape)}, maps {by_hand_maps.shape}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+kit_cam = gradcam(cam_model, cam_images, layer=layer_name)
+print(f"max |by hand - course_lib| = {np.abs(by_hand_maps - kit_cam.maps).max():.1e} (must be <= 1e-5):",
+      np.abs(by_hand_maps - kit_cam.maps).max() <= 1e-5)
+print("same classes:", bool(np.array_equal(kit_cam.class_index, target_class.numpy())))
+print("automatic layer (last 4-D output):", gradcam(cam_model, cam_images[:1]).layer)
+try:
+    gradcam(cam_model, cam_images[:1], layer="logits")
+except ValueError as error:
+    print("unknown layer ->", str(error)[:96], "...")
+
+# %% [markdown]
+# **Cross-check by finite differences.** `tf-keras-vis` (keras-vis' maintained successor) targets `tf.keras` 2,
+# not Keras 3, so the kit does not depend on it. Instead we check the channel weights without autodiff: adding ε
+# to every cell of channel k moves the logit by about ε·h·w·α_k.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+head = keras.Model(cam_model.get_layer(layer_name).output, cam_model.get_layer("logits").output)
+a0 = activations[:1].numpy()
+c0 = int(target_class[0])
+eps = 1e-2
+channels = np.argsort(-np.abs(alpha[0].numpy()))[:5]  # the five most important channels
+numeric = []
+for k in channels:
+    plus, minus = a0.copy(), a0.copy()
+    plus[..., k] += eps
+    minus[..., k] -= eps
+    delta = head(plus, training=False).numpy()[0, c0] - head(minus, training=False).numpy()[0, c0]
+    numeric.append(delta / (2 * eps * a0.shape[1] * a0.shape[2]))
+relative = np.abs(np.array(numeric) - alpha[0].numpy()[channels]) / np.abs(alpha[0].numpy()[channels])
+print(f"5 largest channel weights: finite differences agree with autodiff within 2 %: {bool(relative.max() < 0.02)}")
+
+# %% [markdown]
+# **Sanity check (Adebayo et al., 2018).** A saliency method that draws the same picture for a trained and a
+# random network explains the image, not the model. We replace the trained weights by random ones and compare
+# the maps by rank correlation: near 1 would be a failure.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from scipy.stats import spearmanr
+
+keras.utils.set_random_seed(7)
+random_model = build_density_resnet(PHANTOM_INPUT_SIZE)
+random_cam = gradcam(random_model, cam_images, layer=layer_name, class_index=kit_cam.class_index)
+rho = [spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(kit_cam.maps, random_cam.maps)]
+print(f"rank correlation trained vs random weights: mean {np.nanmean(rho):.2f} over {len(rho)} maps")
+
+# %% [markdown]
+# ## 7. Does the map look at dense tissue? Phantoms know the answer
+#
+# A phantom comes with its dense-tissue mask. For each held-out phantom we measure the share of the map's mass
+# (inside the breast) that falls on dense tissue, and compare it with the share of the breast that is dense: a map
+# blind to density scores the second number on average, one that looks at dense tissue scores more.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from course_lib.density.explain import dense_mass_fraction, gradcam_figure, phantom_with_masks, resize_mask
+from course_lib.phantoms.mammogram import DENSITY_THRESHOLDS
+
+edges = (0.0, *DENSITY_THRESHOLDS, 1.0)
+scores = {GRADCAM_LAYER: [], layer_name: []}
+mask_examples = []
+for projection, model in kit_models.items():
+    for index in range(settings["mask_phantoms"]):
+        k = index % 4
+        fraction = edges[k] + (0.3 + 0.4 * (index // 4 % 2)) * (edges[k + 1] - edges[k])
+        phantom = phantom_with_masks(10_000 + 97 * index + PROJECTIONS.index(projection), projection, fraction,
+                                     PHANTOM_SHAPE)
+        image = np.asarray(Image.fromarray(phantom.image).resize((PHANTOM_INPUT_SIZE,) * 2, Image.Resampling.NEAREST))
+        dense = resize_mask(phantom.dense_mask, PHANTOM_INPUT_SIZE)
+        breast = resize_mask(phantom.breast_mask, PHANTOM_INPUT_SIZE)
+        for name in scores:
+            cam = gradcam(model, centre_images(image[None]), layer=name).maps[0]
+            scores[name].append(dense_mass_fraction(cam, dense, breast))
+            if name == layer_name and projection == "CC_L":
+                mask_examples.append((image, cam, dense, phantom.label))
+for name, values in scores.items():
+    if values:
+        on_dense, baseline = np.nanmean(np.array(values), axis=0)
+        print(f"{name:18} map mass on dense tissue {on_dense:.3f}  vs  dense share of the breast {baseline:.3f} "
+              f"({len(values)} SYNTHETIC phantoms)")
+
+# %%
+if mask_examples:
+    fig, axes = plt.subplots(2, len(mask_examples), figsize=(2.2 * len(mask_examples), 4.6), squeeze=False)
+    for column, (image, cam, dense, label) in enumerate(mask_examples):
+        gradcam_figure(image, cam, f"SYNTHETIC, class {label}", ax=axes[0, column])
+        axes[1, column].imshow(dense, cmap="gray"), axes[1, column].set_axis_off()
+        axes[1, column].set_title("dense-tissue mask", fontsize=8)
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## 8. The maps on the 16 real INFN images: a demonstration of the mechanics only
+#
+# The kit's models have **never seen a real mammogram**: their predictions and maps on the real INFN TestSet
+# images below demonstrate the mechanics (reading, preprocessing, Grad-CAM, drawing), nothing about the images.
+# The first row is drawn in the original's style (matplotlib's `seismic` map added to the image with saturation,
+# contours of the coloured map's red channel at 250, i.e. of the band of normalised values 0.50–0.76), the
+# others in a cleaner style (translucent map, one contour at 0.5).
+
+# %%
+if real_paths and kit_models:
+    fig, axes = plt.subplots(4, 4, figsize=(10, 11))
+    for row, projection in enumerate(PROJECTIONS):
+        for column, label in enumerate(DENSITY_CLASSES):
+            ax = axes[row, column]
+            if (projection, label) not in real_paths or projection not in kit_models:
+                ax.set_axis_off()
+                continue
+            image = load_images([real_paths[projection, label]], PHANTOM_INPUT_SIZE)
+            cam = gradcam(kit_models[projection], centre_images(image), layer=layer_name)
+            gradcam_figure(image[0], cam.maps[0], f"{projection} true {label}, model says "
+                           f"{DENSITY_CLASSES[cam.class_index[0]]}", style="original" if row == 0 else "clean", ax=ax)
+    fig.suptitle("DEMONSTRATION ONLY: models trained on SYNTHETIC phantoms, applied to real INFN images", fontsize=10)
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# In Jupyter, pick a projection, a class and a layer to redraw one map (nothing is drawn in a headless run).
+
+# %%
+import ipywidgets as widgets
+
+from course_lib.viz import redraw_on_change
+
+
+def draw_real_map(projection, label, layer):
+    if (projection, label) not in real_paths or projection not in kit_models:
+        print("image or model unavailable")
+        return
+    image = load_images([real_paths[projection, label]], PHANTOM_INPUT_SIZE)
+    cam = gradcam(kit_models[projection], centre_images(image), layer=layer)
+    gradcam_figure(image[0], cam.maps[0], f"{projection} {label}, {layer} (demonstration)")
+
+
+redraw_on_change([widgets.Dropdown(options=list(PROJECTIONS), description="projection"),
+                  widgets.Dropdown(options=list(DENSITY_CLASSES), description="class"),
+                  widgets.Dropdown(options=[n for n in feature_layers(cam_model) if n.endswith("_add")],
+                                   value=layer_name, description="layer")], draw_real_map)
+
+# %% [markdown]
+# ## Summary
+#
+# - The INFN ResNet is rebuilt in Keras 3 with the original's counts (41 convolutions, 2,262,660 parameters,
+#   LeakyReLU slope 0.3) and named layers; the pipeline states what Keras 3 changed (`fill_mode`, no
+#   `ImageDataGenerator`, no keras-vis).
+# - **Reproduction 1**: the published prediction files give the published figures of merit exactly (total accuracy
+#   0.8125, macro recall 0.8127, macro precision 0.8026), and the literature's view of them: linear κ 0.78 with a
+#   bootstrap interval about ±0.08 wide on 128 subjects, quadratic κ higher because most errors are one class off.
+# - **Reproduction 2**: NYU's histogram model reproduces its published probabilities within 1e-3 in float64 and
+#   moves by about 2e-3 in float32, because pixels on bin edges change bins.
+# - Training is repeatable to the printed digit; on SYNTHETIC phantoms the kit's models grade held-out phantoms
+#   well above chance. What helped them is said: Adam, batch-norm momentum 0.9 and recomputed statistics, more
+#   phantoms than a short run can use. They mean nothing on real images.
+# - Grad-CAM built by hand equals `course_lib`'s, its channel weights agree with finite differences, its maps
+#   change when the weights are randomised, and on phantoms we can measure whether they fall on dense tissue.
+#
+# ## Exercises
+
+# %%
+from course_lib.density.evaluate import weighted_kappa
+from course_lib.density.exercises import EXERCISES
+
+# %% [markdown]
+# **02.1 (warm-up).** How many trainable parameters does one 3×3 convolution of a stage-2 module (128 channels in,
+# 128 out, with bias) have?
+
+# %%
+# BEGIN SOLUTION
+answer = 3 * 3 * 128 * 128 + 128
+# END SOLUTION
+EXERCISES.check("02.1", answer)
+
+# %% [markdown]
+# **02.2.** What is the side of the `stage4_block3_add` feature map for a 512×512 input? (650 gives 21.) Check with
+# `build_density_resnet(512).get_layer(...)` if you like.
+
+# %%
+# BEGIN SOLUTION
+answer = 16
+# END SOLUTION
+EXERCISES.check("02.2", answer)
+
+# %% [markdown]
+# **02.3.** A reader who always calls the next denser class (A→B, B→C, C→D, D stays D) on the 128 INFN test
+# subjects: what is their quadratic-weighted κ? (`weighted_kappa` and `y_infn` are defined above.) Compare with
+# their linear κ.
+
+# %%
+# BEGIN SOLUTION
+answer = weighted_kappa(y_infn, np.minimum(y_infn + 1, 3), "quadratic")
+# END SOLUTION
+EXERCISES.check("02.3", answer)
+
+# %% [markdown]
+# **02.4 (harder).** The bootstrap interval of the total linear κ is about 0.17 wide on 128 subjects. About how
+# many subjects would a study need to halve that width?
+
+# %%
+# BEGIN SOLUTION
+answer = 128 * 4
+# END SOLUTION
+EXERCISES.check("02.4", answer)
