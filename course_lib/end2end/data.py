@@ -10,9 +10,10 @@ on both. Unlike CBIS-DDSM it also holds lesion-free views, listed with every oth
 view in ``images.csv`` (one row per image, ``cancer`` = a malignant lesion is
 present), which the whole-image stage needs.
 
-Every image is SYNTHETIC. The default ``lesion_contrast`` of 2 makes the lesions
-twice as conspicuous as the phantom generator's realistic default: that is what
-lets a small network learn them on a CPU in a minute (say so when showing results).
+Every image is SYNTHETIC. The default ``lesion_contrast`` of 3 makes the lesions
+three times as conspicuous as the phantom generator's realistic default: that is
+what lets a small network learn them on a CPU in minutes (say so when showing
+results). At contrast 2 the lesson's recipe reaches a held-out AUC of only about 0.7.
 """
 
 from pathlib import Path
@@ -49,7 +50,7 @@ def _write_png(path, array):
         Image.fromarray(array).save(tmp, format="PNG")
 
 
-def write_phantom_cases(out_dir, n_patients=40, seed=0, shape=PHANTOM_SHAPE, lesion_contrast=2.0,
+def write_phantom_cases(out_dir, n_patients=40, seed=0, shape=PHANTOM_SHAPE, lesion_contrast=3.0,
                         prefix="P_T"):
     """Write ``n_patients`` SYNTHETIC patients (4 views each) in the converted CBIS-DDSM layout.
 

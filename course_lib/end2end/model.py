@@ -184,7 +184,9 @@ def whole_image_classifier(patch_model, image_shape, top="vgg", depths=None, rep
     """Whole-image model: the patch model's trunk on a whole image, top blocks, GAP, 2-way softmax.
 
     ``image_shape`` is (rows, cols), e.g. (1152, 896) as in the paper. ``top`` is
-    ``"resnet"`` (:func:`resnet_top`) or ``"vgg"`` (:func:`vgg_top`); ``depths``
+    ``"resnet"`` (:func:`resnet_top`), ``"vgg"`` (:func:`vgg_top`) or ``"heatmap"``
+    (:func:`_heatmap_top`: the patch head as a heatmap, max pooling, FC 16-8 and a
+    shortcut; the paper's YaroslavNet row); ``depths``
     default to 512 per block for ResNet50/VGG16 trunks and to the trunk's width for
     ``kit_small``. The trunk layer is shared with ``patch_model`` (same weights);
     the top blocks, pooling and head form a second nested model, ``"top"``
@@ -200,21 +202,64 @@ def whole_image_classifier(patch_model, image_shape, top="vgg", depths=None, rep
     inputs = keras.Input((*image_shape, channels), name="image")
     features = trunk(inputs)
     top_input = keras.Input(features.shape[1:], name="trunk_map")
-    if top == "resnet":
-        x = resnet_top(top_input, depths, repetitions or (2,) * len(depths), dropout=dropout,
-                       weight_decay=weight_decay)
-    elif top == "vgg":
-        x = vgg_top(top_input, depths, repetitions or (1,) * len(depths), dropout=dropout,
-                    weight_decay=weight_decay)
+    if top == "heatmap":
+        logits = _heatmap_top(top_input, patch_model, dropout)
     else:
-        raise ValueError(f"top must be 'resnet' or 'vgg', got {top!r}")
-    x = keras.layers.GlobalAveragePooling2D(name="image_gap")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="image_dropout")(x)
-    outputs = keras.layers.Dense(2, activation="softmax", kernel_initializer="he_normal",
-                                 kernel_regularizer=keras.regularizers.L2(weight_decay), name="image_head")(x)
+        if top == "resnet":
+            x = resnet_top(top_input, depths, repetitions or (2,) * len(depths), dropout=dropout,
+                           weight_decay=weight_decay)
+        elif top == "vgg":
+            x = vgg_top(top_input, depths, repetitions or (1,) * len(depths), dropout=dropout,
+                        weight_decay=weight_decay)
+        else:
+            raise ValueError(f"top must be 'resnet', 'vgg' or 'heatmap', got {top!r}")
+        x = keras.layers.GlobalAveragePooling2D(name="image_gap")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="image_dropout")(x)
+        logits = keras.layers.Dense(2, kernel_initializer="he_normal", name="image_logits",
+                                    kernel_regularizer=keras.regularizers.L2(weight_decay))(x)
+    outputs = keras.layers.Activation("softmax", name="image_softmax")(logits)
     top_model = keras.Model(top_input, outputs, name="top")
+    if top == "heatmap":  # the heatmap starts as the patch classifier itself
+        top_model.get_layer("heatmap").set_weights(patch_model.get_layer("patch_head").get_weights())
     return keras.Model(inputs, top_model(features), name=f"whole_image_{top}")
+
+
+def _patch_window(patch_model):
+    """m: the trunk map size of one patch (the window the patch head averages over)."""
+    import numpy as np
+
+    trunk = trunk_of(patch_model)
+    size = patch_model.input_shape[1]
+    return int(trunk(np.zeros((1, size, size, trunk.input_shape[-1]), "float32")).shape[1])
+
+
+def _heatmap_top(x, patch_model, dropout, pool_size=5, fc_units=(16, 8)):
+    """The paper's "heatmap + max pooling + FC16-8 + shortcut" top; returns the 2 logits.
+
+    Average pooling over each patch window (stride 1) -> Dropout -> Dense with the
+    patch classes' units and ReLU (the "heatmap", initialised with the patch head)
+    -> max-pool ``pool_size`` -> flatten -> Dropout -> FC 16 and 8 (BN, ReLU,
+    Dropout) -> Dense 2, plus a Dense 2 straight from the flattened heatmap (the
+    "shortcut").
+    """
+    keras = _keras()
+    layers = keras.layers
+    n_classes = patch_model.output_shape[-1]
+    x = layers.AveragePooling2D(_patch_window(patch_model), strides=1, name="patch_window_mean")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="heatmap_dropout")(x)
+    heat = layers.Dense(n_classes, activation="relu", name="heatmap")(x)
+    flat = layers.Flatten(name="heatmap_flat")(layers.MaxPooling2D(pool_size, name="heatmap_pool")(heat))
+    y = layers.Dropout(dropout, name="fc_dropout")(flat) if dropout else flat
+    for units in fc_units:
+        y = layers.Dense(units, name=f"fc{units}")(y)
+        y = layers.BatchNormalization(name=f"fc{units}_bn")(y)
+        y = layers.Activation("relu", name=f"fc{units}_relu")(y)
+        if dropout:
+            y = layers.Dropout(dropout, name=f"fc{units}_drop")(y)
+    return layers.Add(name="image_logits")([layers.Dense(2, name="fc_out")(y),
+                                            layers.Dense(2, name="shortcut_out")(flat)])
 
 
 def top_of(model):

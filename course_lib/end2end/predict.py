@@ -87,8 +87,8 @@ def grad_cam(model, x, layer_name, class_index=1):
     ReLU(sum_k alpha_k A_k), alpha_k = spatial mean of d y_c / d A_k, where y_c is
     the class score *before* the softmax (Selvaraju et al. use the logit); each map
     is divided by its maximum (all-zero maps stay zero). ``layer_name`` names a
-    layer of the nested ``"top"`` model (e.g. ``"top2_1_relu"``), or ``"trunk_map"``
-    for the trunk's output map.
+    layer of the nested ``"top"`` model (e.g. ``"top2_1_relu"``, ``"heatmap"``), or
+    ``"trunk_map"`` for the trunk's output map; the score is ``"image_logits"``.
     """
     import keras
     import tensorflow as tf
@@ -96,15 +96,12 @@ def grad_cam(model, x, layer_name, class_index=1):
     from course_lib.end2end.model import top_of, trunk_of
 
     top = top_of(model)
-    head = top.get_layer("image_head")
-    pooled = top.get_layer("image_gap").output
-    layer = top.get_layer(layer_name)
-    maps_and_pooled = keras.Model(top.inputs, [layer.output, pooled])
+    maps_and_logits = keras.Model(top.inputs, [top.get_layer(layer_name).output,
+                                               top.get_layer("image_logits").output])
     features = tf.convert_to_tensor(trunk_of(model).predict(x, verbose=0))
     with tf.GradientTape() as tape:
         tape.watch(features)
-        maps, vector = maps_and_pooled(features, training=False)
-        logits = tf.matmul(vector, head.kernel) + head.bias
+        maps, logits = maps_and_logits(features, training=False)
         score = logits[:, class_index]
     gradients = tape.gradient(score, maps)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)

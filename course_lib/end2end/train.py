@@ -224,6 +224,9 @@ def train_whole_image(model, x, y, x_val, y_val, settings=ImageTrainingSettings(
     val_maps = None
     for stage, epochs, rate in stages:
         _set_image_stage(trunk, stage)
+        for layer in top.layers:  # the paper also freezes the heatmap layer in stage 1
+            if layer.name == "heatmap":
+                layer.trainable = stage > 1
         if stage == 1 and epochs:
             flipped_maps = [trunk.predict(f, batch_size=settings.batch_size, verbose=0) for f in _flip_maps(x)]
             val_maps = trunk.predict(x_val, batch_size=settings.batch_size, verbose=0)
@@ -255,37 +258,43 @@ def train_whole_image(model, x, y, x_val, y_val, settings=ImageTrainingSettings(
     return history
 
 
-def save_weights_float16(model, path, card=None):
-    """Save ``model``'s weights as float16 arrays (``.npz``) and a JSON model card beside them.
+def save_weights_float16(models, path, card=None):
+    """Save the weights of ``models`` ({name: keras model}) as float16 arrays in one ``.npz``.
 
-    Returns the sha256 of the weights file (also written into the card).
+    A JSON model card (``card`` plus sha256, dtype and parameter counts) goes beside
+    it with the suffix ``.json``. Returns the sha256 of the weights file.
     """
     import hashlib
 
     from course_lib.io import atomic_output
 
     path = Path(path)
-    arrays = {f"w{i:03d}": np.asarray(w).astype(np.float16) for i, w in enumerate(model.get_weights())}
+    arrays = {f"{name}/{i:03d}": np.asarray(w).astype(np.float16)
+              for name, model in models.items() for i, w in enumerate(model.get_weights())}
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if card is not None:
-        card = {**card, "sha256": digest, "dtype": "float16", "parameters": int(model.count_params())}
+        counts = {name: int(model.count_params()) for name, model in models.items()}
+        card = {**card, "sha256": digest, "dtype": "float16", "parameters": counts}
         with atomic_output(path.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(card, indent=1) + "\n")
     return digest
 
 
-def load_weights(model, path):
-    """Load float16 weights written by :func:`save_weights_float16` into ``model`` (as float32)."""
+def load_weights(models, path):
+    """Load float16 weights written by :func:`save_weights_float16` into ``models`` (as float32)."""
     with np.load(path) as arrays:
-        weights = [arrays[k].astype(np.float32) for k in sorted(arrays.files)]
-    expected = [tuple(w.shape) for w in model.get_weights()]
-    if [w.shape for w in weights] != expected:
-        raise ValueError(f"{path} does not match the model: {len(weights)} arrays vs {len(expected)} expected")
-    model.set_weights(weights)
-    return model
+        for name, model in models.items():
+            keys = sorted(k for k in arrays.files if k.startswith(f"{name}/"))
+            weights = [arrays[k].astype(np.float32) for k in keys]
+            expected = [tuple(w.shape) for w in model.get_weights()]
+            if [w.shape for w in weights] != expected:
+                raise ValueError(f"{path}: the {name!r} weights do not match the model "
+                                 f"({len(weights)} arrays, {len(expected)} expected)")
+            model.set_weights(weights)
+    return models
 
 
 def settings_dict(settings):
