@@ -24,7 +24,7 @@ def _train(args):
 
     from course_lib.datasets.density import read_density_dataset
     from course_lib.phantoms.density_set import build_density_phantom_dataset
-    from course_lib.density.data import LayoutError
+    from course_lib.density.data import LayoutError, check_layout
     from course_lib.density.model import weight_file_name
     from course_lib.density.train import (
         PHANTOM_SET, PHANTOM_SHAPE, save_weights_float16, train_projections, write_history,
@@ -33,8 +33,9 @@ def _train(args):
 
     output = Path(args.output)
     if args.phantoms:
-        frame = build_density_phantom_dataset(output / "data", args.phantoms, shape=PHANTOM_SHAPE,
-                                              seed=PHANTOM_SET["seed"], splits=PHANTOM_SET["splits"])
+        frame = build_density_phantom_dataset(output / "data", args.phantoms, projections=args.projections,
+                                              shape=PHANTOM_SHAPE, seed=PHANTOM_SET["seed"],
+                                              splits=PHANTOM_SET["splits"])
     elif args.data:
         frame = read_density_dataset(args.data)
     else:
@@ -42,6 +43,7 @@ def _train(args):
         return 2
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
     try:
+        check_layout(frame, args.projections, ("train", "validation"), root=args.data or output / "data")
         trained = train_projections(frame, args.projections, args.input_size, args.recipe, seed=args.seed,
                                     verbose=1 if sys.stdout.isatty() else 2, **overrides)
     except LayoutError as error:

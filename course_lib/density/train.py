@@ -157,7 +157,7 @@ def train_projection(train_images, train_labels, val_images, val_labels, input_s
         callbacks.append(keras.callbacks.ModelCheckpoint(str(checkpoint_path), monitor="val_accuracy",
                                                          mode="max", save_best_only=True))
     fit = model.fit(train, validation_data=validation, epochs=recipe["epochs"], callbacks=callbacks,
-                    verbose=verbose)
+                    verbose=verbose, shuffle=False)  # the dataset shuffles, seeded
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     if checkpoint_path is not None:
         model = keras.models.load_model(checkpoint_path, compile=False)
