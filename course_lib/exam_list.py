@@ -34,6 +34,11 @@ Added by preprocessing, each a dict view -> list with one entry per image of tha
 - stage 2 (:func:`course_lib.gmic.preprocess.optimal_center`): ``best_center`` (y, x).
 
 Other keys (e.g. GMIC's ``L-CC_benign_seg``) are kept as they are.
+
+Short names must be safe file stems (:func:`check_short_name`: the rule of
+:func:`course_lib.batch.safe_name`, so no folder, no ``..``, no hidden file), and a name
+used again (in another exam, or twice in one) must keep its view and ``horizontal_flip``:
+its crop and centres belong to one view of one image.
 """
 
 import codecs
@@ -41,6 +46,7 @@ import json
 import pickle
 from pathlib import Path
 
+from course_lib.batch import safe_name
 from course_lib.io import atomic_output
 
 __all__ = [
@@ -50,12 +56,28 @@ __all__ = [
     "read_exam_list",
     "write_exam_list",
     "validate_exam_list",
+    "check_short_name",
     "cancer_label",
     "view_labels",
+    "HORIZONTAL_FLIPS",
+    "check_horizontal_flip",
 ]
 
 VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 LABEL_KEYS = ("left_benign", "right_benign", "left_malignant", "right_malignant")
+#: ``horizontal_flip`` values: "NO", R views are mirrored at load (they face left as stored); "YES", L views are.
+HORIZONTAL_FLIPS = ("NO", "YES")
+
+
+def check_horizontal_flip(value):
+    """``value`` if it is a valid ``horizontal_flip``, else ValueError saying which are.
+
+    >>> check_horizontal_flip("NO")
+    'NO'
+    """
+    if value not in HORIZONTAL_FLIPS:
+        raise ValueError(f"horizontal_flip must be 'NO' or 'YES', not {value!r}")
+    return value
 
 
 def cancer_label(*, left_benign=0, right_benign=0, left_malignant=0, right_malignant=0, unknown=0):
@@ -127,6 +149,27 @@ _PREPROCESSING_KEYS = {
 }
 
 
+def check_short_name(name, where="exam list"):
+    """Raise :class:`ExamListError` unless ``name`` is a safe image short name.
+
+    A short name becomes ``<folder>/<name>.png`` for reading and writing, so it must be what
+    :func:`course_lib.batch.safe_name` makes: letters, digits, ``.``, ``_``, ``-``, no
+    leading ``.``, at most 150 characters.
+
+    >>> check_short_name("0_L-CC")
+    >>> check_short_name("../../home/me/scan")
+    Traceback (most recent call last):
+    ...
+    course_lib.exam_list.ExamListError: exam list: unsafe image short name '../../home/me/scan': a short name is a file stem (letters, digits, '.', '_', '-', no leading '.', no folder), e.g. '_._.._home_me_scan'
+    """
+    if not isinstance(name, str) or not name or safe_name(name) != name:
+        suggestion = f", e.g. {safe_name(name)!r}" if isinstance(name, str) and name else ""
+        raise ExamListError(
+            f"{where}: unsafe image short name {name!r}: a short name is a file stem (letters, digits, "
+            f"'.', '_', '-', no leading '.', no folder){suggestion}"
+        )
+
+
 def validate_exam_list(exams, path=None):
     """Check ``exams`` against the format; raise :class:`ExamListError` naming exam and key."""
     where = str(path) if path is not None else "exam list"
@@ -134,6 +177,23 @@ def validate_exam_list(exams, path=None):
         raise ExamListError(f"{where}: an exam list is a list of exams, got {type(exams).__name__}")
     for index, exam in enumerate(exams):
         _validate_exam(exam, f"{where}: exam {index}")
+    _check_reuse(exams, where)
+
+
+def _check_reuse(exams, where):
+    """A short name listed more than once must name the same view with the same flag."""
+    first = {}
+    for index, exam in enumerate(exams):
+        for view in VIEWS:
+            for name in exam[view]:
+                use = (view, exam["horizontal_flip"])
+                seen = first.setdefault(name, (index, *use))
+                if seen[1:] != use:
+                    raise ExamListError(
+                        f"{where}: image {name!r} is listed as {seen[1]} (horizontal_flip {seen[2]}) in "
+                        f"exam {seen[0]} and as {view} (horizontal_flip {use[1]}) in exam {index}; "
+                        "one image has one view: fix the list or give the second use its own short name"
+                    )
 
 
 def _validate_exam(exam, at):
@@ -145,13 +205,16 @@ def _validate_exam(exam, at):
                 f"{at}: missing key {key!r} (every exam needs horizontal_flip, "
                 f"{', '.join(VIEWS)} and cancer_label)"
             )
-    flip = exam["horizontal_flip"]
-    if flip not in ("NO", "YES"):
-        raise ExamListError(f"{at}: horizontal_flip must be 'NO' or 'YES', not {flip!r}")
+    try:
+        check_horizontal_flip(exam["horizontal_flip"])
+    except ValueError as error:
+        raise ExamListError(f"{at}: {error}") from None
     for view in VIEWS:
         names = exam[view]
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
             raise ExamListError(f"{at}: {view!r} must be a list of image short names, got {names!r}")
+        for name in names:
+            check_short_name(name, f"{at}: {view!r}")
     labels = exam["cancer_label"]
     if not isinstance(labels, dict):
         raise ExamListError(f"{at}: 'cancer_label' must be a dict, got {labels!r}")
@@ -255,11 +318,22 @@ def read_exam_list(path):
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        with open(path, encoding="utf-8") as f:
-            exams = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                exams = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ExamListError(f"{path}: not a JSON exam list ({error}); check the file, or give the "
+                                "legacy pickle a .pkl name") from None
     elif suffix in (".pkl", ".pickle"):
-        with open(path, "rb") as f:
-            exams = _PlainDataUnpickler(f, path).load()
+        try:
+            with open(path, "rb") as f:
+                exams = _PlainDataUnpickler(f, path).load()
+        except UnsafePickleError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as error:
+            hint = " (it looks like JSON: name it .json)" if path.read_bytes()[:1] in (b"[", b"{") else ""
+            raise ExamListError(f"{path}: not a readable exam-list pickle{hint}: "
+                                f"{type(error).__name__}: {error}") from None
     else:
         raise ExamListError(f"{path}: unknown exam-list type {suffix!r}; use .json or .pkl")
     exams = _to_plain(exams)
@@ -276,7 +350,10 @@ def write_exam_list(path, exams):
     path = Path(path)
     exams = _to_plain(exams)
     validate_exam_list(exams, path)
-    text = "[\n" + ",\n".join(json.dumps(exam) for exam in exams) + "\n]\n"
+    try:
+        text = "[\n" + ",\n".join(json.dumps(exam, allow_nan=False) for exam in exams) + "\n]\n"
+    except ValueError as error:  # NaN or infinity: not JSON, other readers would refuse the file
+        raise ExamListError(f"{path}: cannot write NaN or infinity into an exam list ({error})") from None
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

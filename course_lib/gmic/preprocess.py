@@ -30,7 +30,7 @@ References
 import numpy as np
 from scipy import ndimage
 
-from course_lib.exam_list import VIEWS
+from course_lib.exam_list import VIEWS, check_horizontal_flip
 from course_lib.gmic.config import GMICGeometry
 from course_lib.io import read_png
 
@@ -61,8 +61,7 @@ def load_png16(path):
 def _check_view(view, horizontal_flip):
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
-    if horizontal_flip not in ("NO", "YES"):
-        raise ValueError(f"horizontal_flip must be 'NO' or 'YES', not {horizontal_flip!r}")
+    check_horizontal_flip(horizontal_flip)
 
 
 def faces_left(view, horizontal_flip="NO"):

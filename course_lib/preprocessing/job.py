@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course_lib.batch import BatchItem, map_items, run_batch, safe_name, unique_name
-from course_lib.exam_list import VIEWS, cancer_label, read_exam_list, write_exam_list
+from course_lib.exam_list import VIEWS, cancer_label, check_horizontal_flip, read_exam_list, write_exam_list
 from course_lib.io import atomic_output
 
 __all__ = ["INPUT_KINDS", "REPORT_COLUMNS", "PreprocessTarget", "detect_input_kind", "preprocess",
@@ -312,8 +312,7 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
     kind = kind or detect_input_kind(input_path)
     if kind not in INPUT_KINDS:
         raise ValueError(f"kind must be one of {', '.join(INPUT_KINDS)}, not {kind!r}")
-    if horizontal_flip not in ("NO", "YES"):
-        raise ValueError(f"horizontal_flip must be 'NO' or 'YES', not {horizontal_flip!r}")
+    check_horizontal_flip(horizontal_flip)
     processes = os.cpu_count() if processes is None else int(processes)
     if processes < 1:
         raise ValueError(f"processes must be at least 1, not {processes}")
