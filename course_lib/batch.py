@@ -18,14 +18,25 @@ After each item the engine writes ``OUTPUT/.state/<name>.json``: the source's si
 sha256, the item's options, the settings, the result and the sha256 of every output. An
 item is ``skipped`` (its result taken from the record) when all of these still hold, so a
 rerun after a crash, a kill or an edit redoes exactly the items whose inputs, settings or
-outputs changed. The record is written after the outputs, both atomically.
+outputs changed. The record is written after the outputs, both atomically. A record that
+cannot be read back whole (damaged, or missing a key) is treated as absent: the item is redone.
+
+Faults
+------
+Sources that are not regular files (a FIFO, a device, a folder) fail without being opened,
+so that none can hang the run. Worker processes exit as soon as the process that started
+them dies (a SIGKILL included), and a run first removes the temporary files that an
+interrupted run left in the output folder.
 """
 
 import hashlib
 import json
 import os
 import re
+import signal
+import stat
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -34,20 +45,56 @@ from pathlib import Path
 
 from course_lib.io import atomic_output
 
-__all__ = ["BatchItem", "BatchReport", "safe_name", "unique_name", "run_batch", "map_items"]
+__all__ = ["BatchItem", "BatchReport", "safe_name", "contained_path", "unique_name", "run_batch", "map_items",
+           "remove_stale_temporary_files"]
 
 STATE_FOLDER = ".state"
+#: Longest name :func:`safe_name` returns: with a suffix and the temporary-file decoration
+#: of :func:`course_lib.io.atomic_output` it stays well below the usual 255-byte limit.
+MAX_NAME_LENGTH = 150
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: What :func:`course_lib.io.atomic_output` names its temporary files.
+_TEMPORARY = re.compile(r"^\..+\.[^.]+\.tmp$")
 
 
 def safe_name(text):
     """``text`` usable as a file name: characters other than letters, digits, ``.``, ``_``
-    and ``-`` become ``_``.
+    and ``-`` become ``_``, a leading ``.`` too (no hidden files, no ``..``), and a name
+    longer than :data:`MAX_NAME_LENGTH` is shortened, ending in a hash of the whole text
+    so that different long names stay different.
 
-    >>> safe_name("P_00001 LEFT/CC")
-    'P_00001_LEFT_CC'
+    >>> safe_name("P_00001 LEFT/CC"), safe_name("../etc/passwd")
+    ('P_00001_LEFT_CC', '_._etc_passwd')
+    >>> len(safe_name("x" * 300))
+    150
     """
-    return _UNSAFE.sub("_", text) or "_"
+    name = _UNSAFE.sub("_", text)
+    if name.startswith("."):
+        name = "_" + name[1:]
+    if len(name) > MAX_NAME_LENGTH:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        name = f"{name[: MAX_NAME_LENGTH - 13]}_{digest}"
+    return name or "_"
+
+
+def contained_path(folder, relative):
+    """``folder / relative``, refused (ValueError) unless it lies inside ``folder``.
+
+    Both are resolved first (``..`` and symbolic links followed), so neither an absolute
+    ``relative`` nor a link planted in ``folder`` can lead a write elsewhere.
+
+    >>> contained_path("/data/out", "figures/0_L-CC.png").as_posix()
+    '/data/out/figures/0_L-CC.png'
+    >>> contained_path("/data/out", "../images/0_L-CC.png")
+    Traceback (most recent call last):
+    ...
+    ValueError: ../images/0_L-CC.png lies outside /data/out (resolves to /data/images/0_L-CC.png); refused
+    """
+    root = Path(folder).resolve()
+    path = (root / relative).resolve()
+    if path != root and root not in path.parents:
+        raise ValueError(f"{relative} lies outside {folder} (resolves to {path}); refused")
+    return path
 
 
 def unique_name(base, taken):
@@ -104,9 +151,12 @@ def _plain(value):
 
 def _fingerprint(item, settings):
     """What an item's outputs depend on: its source's bytes, its options and the settings."""
+    status = os.stat(item.source)
+    if not stat.S_ISREG(status.st_mode):  # a FIFO would block the read forever
+        raise ValueError(f"{item.source} is not a regular file (a FIFO, device or folder); it was not read")
     return {
         "source": item.source,
-        "size": os.stat(item.source).st_size,
+        "size": status.st_size,
         "sha256": _sha256(item.source),
         "options": _plain(item.options),
         "settings": _plain(settings),
@@ -122,7 +172,7 @@ def _valid_record(item, output_dir, fingerprint):
     path = _record_path(output_dir, item.name)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        outputs = record["outputs"]
+        outputs, _ = record["outputs"], record["result"]  # a record missing either is redone
         if any(record.get(key) != value for key, value in fingerprint.items()):
             return None
         if not all(_sha256(Path(output_dir) / rel) == digest for rel, digest in outputs.items()):
@@ -168,6 +218,42 @@ def _progress(total, description):
     return tqdm(total=total, desc=description, unit="item", disable=disabled)
 
 
+def _exit_with_parent(parent_pid):
+    """Worker initializer: end this worker when the process that started it dies.
+
+    On Linux the kernel sends SIGKILL at once (``PR_SET_PDEATHSIG``); a watcher thread
+    checking the parent's id every half second covers the other systems.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # died before the line above ran
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def remove_stale_temporary_files(folder):
+    """Delete the temporary files (``.<name>.<random>.tmp``) that an interrupted run left
+    under ``folder``; returns their paths. Only names that :func:`~course_lib.io.atomic_output`
+    makes are touched."""
+    removed = []
+    for path in sorted(Path(folder).rglob(".*.tmp")):
+        if _TEMPORARY.match(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def map_items(function, items, processes=1, description="working"):
     """``[function(item) for item in items]`` with a progress bar, in ``processes`` worker
     processes when more than 1 (``function`` must then be picklable)."""
@@ -179,7 +265,8 @@ def map_items(function, items, processes=1, description="working"):
                 results.append(function(item))
                 bar.update()
             return results
-        with ProcessPoolExecutor(min(processes, len(items))) as pool:
+        with ProcessPoolExecutor(min(processes, len(items)), initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(function, item) for item in items]
             for _ in as_completed(futures):
                 bar.update()
@@ -215,6 +302,7 @@ def run_batch(items, step, output_dir, settings, processes=1, description="proce
         raise ValueError(f"processes must be at least 1, not {processes}")
     output_dir = Path(output_dir)
     (output_dir / STATE_FOLDER).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporary_files(output_dir)
     worker = partial(_run_item, step=step, output_dir=output_dir, settings=_plain(settings))
     rows = map_items(worker, items, int(processes), description)
     results = {row["name"]: row.pop("result") for row in rows}

@@ -270,22 +270,77 @@ def _decode(ds, path):
                 'or pip install "course-kit[dicom]"'
             )
     try:
-        return ds.pixel_array
+        pixels = ds.pixel_array
     except Exception as error:
         raise DicomError(
             f"could not decode the pixel data of {path} ({syntax.name}): {error}"
         ) from error
+    _check_bits_stored(ds, path, pixels)
+    return pixels
+
+
+def _overlay_in_pixel_data(ds):
+    """True if an overlay plane is declared inside the pixel data's unused high bits
+    (old ACR-NEMA style, Overlay Bit Position >= Bits Stored)."""
+    for group in range(0x6000, 0x6020, 2):
+        position = ds.get((group, 0x0102))
+        if position is not None and int(position.value) >= int(ds.BitsStored):
+            return True
+    return False
+
+
+def _check_bits_stored(ds, path, pixels):
+    """Refuse pixel values that need more bits than Bits Stored declares.
+
+    Decoders mask the bits above Bits Stored away, so a 12-bit image declared as 8-bit
+    would come back as garbage 0..255; the undecoded values of uncompressed data, and the
+    decoded values of compressed data, are checked instead. Signed data and files with an
+    overlay in the high bits are left alone (their high bits legitimately hold other things).
+    """
+    bits_stored, bits_allocated = int(ds.BitsStored), int(ds.get("BitsAllocated", ds.BitsStored))
+    if int(ds.get("PixelRepresentation", 0)) != 0 or bits_stored >= bits_allocated or _overlay_in_pixel_data(ds):
+        return
+    syntax = ds.file_meta.TransferSyntaxUID
+    values = np.asarray(pixels)
+    if not syntax.is_compressed and bits_allocated in (16, 32):
+        dtype = np.dtype(f"{'<' if syntax.is_little_endian else '>'}u{bits_allocated // 8}")
+        data = ds.PixelData
+        values = np.frombuffer(data, dtype, count=len(data) // dtype.itemsize)
+    high = int(values.max()) if values.size else 0
+    if high > 2**bits_stored - 1:
+        needed = high.bit_length()
+        raise DicomError(
+            f"{path}: Bits Stored is {bits_stored} (values 0..{2**bits_stored - 1}) but the pixel data "
+            f"holds values up to {high} ({needed} bits); decoding would mask the high bits away and "
+            f"give a garbage image. The header is wrong: fix Bits Stored/High Bit on a copy (e.g. "
+            f"dcmodify -m BitsStored={needed} -m HighBit={needed - 1}) or ask for a corrected export."
+        )
 
 
 def _read_dataset(path, **options):
+    """The dataset of ``path``; a file without the 128-byte preamble and 'DICM' marker (old
+    ACR-NEMA style exports) is read too when what follows is a DICOM image header."""
     try:
         return pydicom.dcmread(path, **options)
     except InvalidDicomError:
+        pass
+    except (OSError, EOFError):
+        raise
+    except Exception as error:  # a damaged header: pydicom raises many kinds
+        raise DicomError(f"{path}: damaged DICOM header ({type(error).__name__}: {error})") from None
+    try:
+        ds = pydicom.dcmread(path, force=True, **options)
+        image = "PixelData" in ds and "Rows" in ds and "BitsStored" in ds
+    except Exception:
+        image = False
+    if not image:
         raise DicomError(
-            f"not a DICOM file: {path} (no 'DICM' marker after the 128-byte preamble). "
-            "Check the path; a DICOM written without preamble can be read with "
-            "pydicom.dcmread(path, force=True)."
+            f"not a DICOM file: {path} (no 'DICM' marker after the 128-byte preamble, and no "
+            "image header at the start either). Check the path: only DICOM images can be read here."
         ) from None
+    if "TransferSyntaxUID" not in ds.file_meta:  # no file meta: the default syntax of DICOM
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    return ds
 
 
 def _tags(ds, path, laterality=None):

@@ -27,6 +27,8 @@ References
        Medical Image Analysis 68:101908, 2021.
 """
 
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 
@@ -537,6 +539,45 @@ def save_cropped(source, pixels, cropped, target):
     return write_png(target, cropped)
 
 
+def _check_size(pixels, iterations, source):
+    """An image too small to survive stage 1's erosions says so (rather than "no breast")."""
+    if pixels.ndim == 2 and min(pixels.shape) <= 2 * iterations:
+        raise ValueError(
+            f"{source}: the image is {pixels.shape[0]}x{pixels.shape[1]} pixels, too small for "
+            f"{iterations} erosions (it needs more than {2 * iterations} pixels each way); "
+            "give a smaller --crop-iterations for small images"
+        )
+
+
+def _check_orientation(pixels, view, horizontal_flip, source):
+    """Refuse an image whose chest wall is on the side its view and flag do not expect.
+
+    A left breast tagged R would be cropped as a right one, losing the nipple-side margin,
+    and every later step would silently use the wrong side. The chest wall is found on the
+    pixels as by :func:`course_lib.preprocessing.breast.orient_chest_wall_left` (when the
+    pixels cannot tell, the view decides and nothing is refused).
+    """
+    import warnings
+
+    from course_lib.preprocessing.breast import orient_chest_wall_left
+
+    expected_left = faces_left(view, horizontal_flip)
+    # The helper's display convention (L faces right, R faces left) names the expectation.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, flipped = orient_chest_wall_left(pixels, "R" if expected_left else "L", source=source)
+    if flipped != expected_left:
+        seen = "right" if flipped else "left"
+        expected = "right" if expected_left else "left"
+        raise ValueError(
+            f"{source}: {view} (horizontal_flip {horizontal_flip}) should have its chest wall on the "
+            f"{expected}, but the pixels put it on the {seen}: the laterality tag (or the flip flag) "
+            "is probably wrong. Check the image; if the tag is wrong, rerun with "
+            f"--laterality {Path(str(source)).name}={'L' if view[0] == 'R' else 'R'} (DICOM input) "
+            "or fix the exam list."
+        )
+
+
 def crop_and_center(item, output_dir, settings):
     """Batch step (:mod:`course_lib.batch`): stage 1 and 2 of one image.
 
@@ -545,6 +586,8 @@ def crop_and_center(item, output_dir, settings):
     """
     view, horizontal_flip = item.options["view"], item.options["horizontal_flip"]
     pixels = _read_pixels(item.source, view)
+    _check_size(pixels, settings["crop_iterations"], item.source)
+    _check_orientation(pixels, view, horizontal_flip, item.source)
     cropped, info = crop_mammogram(pixels, view, horizontal_flip, buffer=settings["crop_buffer"],
                                    iterations=settings["crop_iterations"], source=item.source)
     center = optimal_center(cropped, view, info["rightmost_points"], info["bottommost_points"],

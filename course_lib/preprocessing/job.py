@@ -15,7 +15,10 @@ Inputs
   by :func:`~course_lib.batch.safe_name`; further images with the same name (a second
   study, a repeated view) get ``_2``, ``_3``... in the order of PatientID,
   StudyInstanceUID and path. Their ``cancer_label`` is unknown (a header says nothing
-  about pathology).
+  about pathology). CBIS-DDSM's own DICOMs, whose PatientID carries the side and view
+  (``Mass-Training_P_00001_LEFT_CC``) and whose every image has its own study, are grouped
+  by the PatientID without that suffix. Files that are not regular files (FIFOs, devices)
+  are reported and never opened. ``laterality`` overrides the tags of named files.
 - ``"cbis-ddsm"``: a CBIS-DDSM download (its description CSVs anywhere below the folder);
   :func:`~course_lib.datasets.cbis_ddsm.convert_cbis_ddsm` writes the PNGs to
   ``OUTPUT/cbis_ddsm_png/``; one exam per patient, labels from the CSVs' pathology.
@@ -34,9 +37,16 @@ Outputs
   status ``ok``, ``skipped`` (done by an earlier run) or ``failed``;
 - ``OUTPUT/.state/``: the batch engine's records. Running twice over the same input
   changes no byte of the outputs except ``report.csv``. Inputs are only read.
+
+Refused before anything is written (ValueError): an output folder that is the input
+folder (or the exam list's image folder), an input file that lies inside the output folder
+(``--image-dir OUT/cropped`` would overwrite the originals with their crops), and an input
+without a single usable image.
 """
 
 import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,20 +109,30 @@ def _new_exam(horizontal_flip, **identity):
 
 
 def _dicom_files(root, output_dir):
-    """Every file under ``root``, sorted, except hidden ones, DICOMDIRs and ``output_dir``."""
-    files = []
+    """(regular files, other files) under ``root``, sorted, except hidden ones, DICOMDIRs and
+    ``output_dir``. Other files (FIFOs, sockets, devices) would block or mislead a reader."""
+    files, others = [], []
     for folder, subfolders, names in os.walk(root):
         folder = Path(folder)
         subfolders[:] = [
             name for name in subfolders if not name.startswith(".") and folder / name != output_dir
         ]
-        files += [
-            str(folder / name) for name in names if not name.startswith(".") and name != "DICOMDIR"
-        ]
-    return sorted(files)
+        for name in names:
+            if name.startswith(".") or name == "DICOMDIR":
+                continue
+            try:
+                regular = stat.S_ISREG(os.stat(folder / name).st_mode)
+            except OSError:  # a dangling link
+                regular = False
+            (files if regular else others).append(str(folder / name))
+    return sorted(files), sorted(others)
 
 
-def _survey_dicom(path):
+#: CBIS-DDSM's DICOM PatientID: the patient, then the image's side and view (and an ROI number).
+_CBIS_PATIENT = re.compile(r"^(?P<patient>.*P_\d+)_(LEFT|RIGHT)_(CC|MLO)(_\d+)?$")
+
+
+def _survey_dicom(path, laterality=None):
     """Patient, study and GMIC view of one DICOM file from its header, or ``reason`` why not."""
     import pydicom
 
@@ -120,7 +140,7 @@ def _survey_dicom(path):
 
     found = {"input": path, "patient_id": None, "study_instance_uid": None, "view": None, "reason": None}
     try:
-        tags = read_mammogram_tags(path)
+        tags = read_mammogram_tags(path, laterality=laterality)
     except Exception as error:  # one bad file must not stop the batch
         found["reason"] = f"{type(error).__name__}: {error}"
         try:  # a readable header still tells which exam lost an image
@@ -130,7 +150,11 @@ def _survey_dicom(path):
         except Exception:
             pass
         return found
-    found.update(patient_id=tags.patient_id, study_instance_uid=tags.study_instance_uid)
+    patient, study = tags.patient_id, tags.study_instance_uid
+    cbis = _CBIS_PATIENT.match(patient)
+    if cbis:  # one study per image in CBIS-DDSM: the patient is the exam
+        patient, study = cbis["patient"], ""
+    found.update(patient_id=patient, study_instance_uid=study)
     if tags.view not in ("CC", "MLO"):
         where = f"from {tags.view_source}" if tags.view_source else "no tag names it"
         found["reason"] = f"DicomError: {path}: view {tags.view!r} ({where}); GMIC reads CC and MLO views only"
@@ -144,10 +168,25 @@ def _exam_order(survey):
     return survey["patient_id"] or "", survey["study_instance_uid"] or "", survey["input"]
 
 
-def _plan_dicom(root, output_dir, horizontal_flip, processes):
+def _survey_with_override(path, overrides):
+    """:func:`_survey_dicom` with the laterality given for this file (by path or file name), if any."""
+    return _survey_dicom(path, overrides.get(path) or overrides.get(Path(path).name))
+
+
+def _plan_dicom(root, output_dir, horizontal_flip, processes, laterality):
     """(exams, images, failures) of a folder of DICOM files."""
-    surveys = map_items(_survey_dicom, _dicom_files(root, output_dir), processes, "reading DICOM headers")
-    exams, images, failures, taken = {}, [], [], set()
+    from functools import partial
+
+    files, others = _dicom_files(root, output_dir)
+    overrides = {str(Path(key).resolve()) if os.sep in key else key: value for key, value in laterality.items()}
+    unused = sorted(key for key in overrides if key not in files and key not in {Path(f).name for f in files})
+    if unused:
+        raise ValueError(f"--laterality names files that are not inputs under {root}: {', '.join(unused)}")
+    surveys = map_items(partial(_survey_with_override, overrides=overrides), files, processes,
+                        "reading DICOM headers")
+    exams, images, taken = {}, [], set()
+    failures = [_failure(path, f"{path}: not a regular file (a FIFO, socket or device); not read")
+                for path in others]
     for survey in sorted(surveys, key=_exam_order):
         if survey["reason"] is not None:
             failures.append(_failure(survey["input"], survey["reason"]))
@@ -213,7 +252,6 @@ def _plan_cbis_ddsm(root, output_dir, horizontal_flip):
 
 def _plan_exam_list(path, image_dir):
     """(exams, images, failures) of an exam list whose images are ``<image_dir>/<short>.png``."""
-    image_dir = Path(image_dir).resolve() if image_dir is not None else path.parent / "images"
     exams = [{**exam, "problems": []} for exam in read_exam_list(path)]
     images, seen = [], set()
     for exam in exams:
@@ -278,8 +316,31 @@ def detect_input_kind(path):
     return "cbis-ddsm" if any(p.name in names for p in path.rglob("*.csv")) else "dicom"
 
 
+def _inside(path, folder):
+    return path == folder or folder in path.parents
+
+
+def _check_folders(kind, input_path, output_dir, images, image_dir):
+    """Refuse runs that could overwrite an input (see the module docstring)."""
+    input_folder = input_path if kind != "exam-list" else image_dir
+    if output_dir == input_folder:
+        raise ValueError(f"the output folder {output_dir} is the input folder: give another output folder "
+                         "(outputs never go beside the inputs)")
+    if kind == "exam-list" and _inside(input_path, output_dir):
+        raise ValueError(f"the exam list {input_path} lies inside the output folder {output_dir}, whose "
+                         "exam_list.json would overwrite it: give another output folder")
+    for image in images:
+        resolved = Path(image.input).resolve()
+        if _inside(resolved, output_dir):
+            raise ValueError(
+                f"input {image.input} lies inside the output folder {output_dir}"
+                + (f" (it resolves to {resolved})" if str(resolved) != image.input else "")
+                + ": a run could overwrite its own inputs; give an output folder outside the inputs"
+            )
+
+
 def preprocess(input_path, output_dir, target, *, kind=None, processes=None, horizontal_flip="NO",
-               image_dir=None):
+               image_dir=None, laterality=None):
     """Run ``target``'s step on every image of a data set; see the module docstring.
 
     Parameters
@@ -299,12 +360,16 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
         left, the standard orientation). Exam lists keep their own.
     image_dir : str or path, optional
         Exam lists only: the folder of ``<short>.png``; default ``images`` beside the list.
+    laterality : dict, optional
+        DICOM folders only: ``{file name or path: "L" or "R"}``, the laterality of files whose
+        tags are wrong or missing (the command line's ``--laterality FILE=L``).
 
     Returns
     -------
     DataFrame
         The report, also written to ``OUTPUT/report.csv``: one row per image, columns
-        :data:`REPORT_COLUMNS`, sorted by input.
+        :data:`REPORT_COLUMNS`, sorted by input. ``report.attrs["incomplete_exams"]`` lists
+        ``(exam, problems)`` of the exams written with ``problems``.
     """
     import pandas as pd
 
@@ -316,18 +381,34 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
     processes = os.cpu_count() if processes is None else int(processes)
     if processes < 1:
         raise ValueError(f"processes must be at least 1, not {processes}")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    laterality = dict(laterality or {})
+    for key, value in laterality.items():
+        if value not in ("L", "R"):
+            raise ValueError(f"laterality of {key} must be 'L' or 'R', not {value!r}")
+    if laterality and kind != "dicom":
+        raise ValueError("laterality overrides apply to DICOM folders only; fix the view in the exam list instead")
+    if kind == "exam-list":
+        image_dir = Path(image_dir).resolve() if image_dir is not None else input_path.parent / "images"
+    _check_folders(kind, input_path, output_dir, [], image_dir)
 
     if kind == "dicom":
-        exams, images, failures = _plan_dicom(input_path, output_dir, horizontal_flip, processes)
+        exams, images, failures = _plan_dicom(input_path, output_dir, horizontal_flip, processes, laterality)
     elif kind == "cbis-ddsm":
+        output_dir.mkdir(parents=True, exist_ok=True)
         exams, images, failures = _plan_cbis_ddsm(input_path, output_dir, horizontal_flip)
     else:
         exams, images, failures = _plan_exam_list(input_path, image_dir)
+    _check_folders(kind, input_path, output_dir, images, image_dir)
+    if not images:
+        reasons = "; ".join(sorted({row["reason"] for row in failures})[:3])
+        raise ValueError(f"no usable image in {input_path}" + (f": {reasons}" if reasons else
+                         " (no files found): give a folder of DICOM files, a CBIS-DDSM download or an exam list"))
+    output_dir.mkdir(parents=True, exist_ok=True)
     batch = run_batch([image.item() for image in images], target.step, output_dir, target.settings,
                       processes, description=f"preprocessing for {target.name}")
     rows = {row["name"]: row for row in batch.rows}
-    write_exam_list(output_dir / "exam_list.json", _finish_exams(exams, rows, batch.records, target.result_keys))
+    finished = _finish_exams(exams, rows, batch.records, target.result_keys)
+    write_exam_list(output_dir / "exam_list.json", finished)
     report_rows = failures + [
         {"input": image.input, "short_name": image.short_name, "view": image.view,
          **{key: rows[image.short_name][key] for key in ("status", "reason", "seconds")}}
@@ -337,7 +418,16 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
     report = report.sort_values(["input", "short_name"], kind="stable", ignore_index=True)
     with atomic_output(output_dir / "report.csv") as tmp:
         report.to_csv(tmp, index=False)
+    report.attrs["incomplete_exams"] = [(_exam_title(exam, number), exam["problems"])
+                                        for number, exam in enumerate(finished) if exam.get("problems")]
     return report
+
+
+def _exam_title(exam, number):
+    """How a message names an exam: its patient (and study), else its place in the list."""
+    if exam.get("patient_id"):
+        return exam["patient_id"] + (f" {exam['study_instance_uid']}" if exam.get("study_instance_uid") else "")
+    return f"exam {number}"
 
 
 def summary_line(report, output_dir):
