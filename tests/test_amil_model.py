@@ -74,30 +74,51 @@ def test_padded_batch_equals_one_bag_at_a_time(gated):
         torch.testing.assert_close(batch_grads[name], parameter.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
+TORCHMIL_CHECK = """
+import json, sys
+import torch
+from torchmil.models import ABMIL
+from course_lib.amil.data import pad_bags
+from course_lib.amil.model import vector_mil
+
+gated = sys.argv[1] == "gated"
+torch.manual_seed(2)
+ours = vector_mil(12, hidden=8, attention_dim=6, gated=gated).eval()
+theirs = ABMIL(in_shape=(8,), att_dim=6, att_act="tanh", gated=gated).eval()
+with torch.no_grad():
+    theirs.pool.fc1.module.weight.copy_(ours.pooling.V.weight)
+    theirs.pool.fc1.module.bias.copy_(ours.pooling.V.bias)
+    theirs.pool.fc2.weight.copy_(ours.pooling.w.weight)  # no bias in torchmil: a softmax ignores it
+    if gated:
+        theirs.pool.fc_gated.module.weight.copy_(ours.pooling.U.weight)
+        theirs.pool.fc_gated.module.bias.copy_(ours.pooling.U.bias)
+    theirs.classifier.module.weight.copy_(ours.classifier.weight)
+    theirs.classifier.module.bias.copy_(ours.classifier.bias)
+    padded, mask = pad_bags([torch.randn(n, 12) for n in (4, 7)])
+    output = ours(padded, mask)
+    logits, scores = theirs(ours.features(padded, mask), mask.float(), return_att=True)
+weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+print(json.dumps({"attention": float((weights - output.attention).abs().max()),
+                  "logit": float((logits - output.logit).abs().max())}))
+"""
+
+
 @pytest.mark.parametrize("gated", [False, True])
 def test_attention_pooling_matches_torchmil(gated):
-    """torchmil's ABMIL with our weights gives the same attention and bag logits (within 1e-6)."""
-    torchmil_models = pytest.importorskip("torchmil.models", reason="torchmil is not installed")
-    from course_lib.amil.data import pad_bags
+    """torchmil's ABMIL with our weights gives the same attention and bag logits (within 1e-6).
 
-    torch.manual_seed(2)
-    ours = vector_mil(12, hidden=8, attention_dim=6, gated=gated).eval()
-    theirs = torchmil_models.ABMIL(in_shape=(8,), att_dim=6, att_act="tanh", gated=gated).eval()
-    with torch.no_grad():
-        theirs.pool.fc1.module.weight.copy_(ours.pooling.V.weight)
-        theirs.pool.fc1.module.bias.copy_(ours.pooling.V.bias)
-        theirs.pool.fc2.weight.copy_(ours.pooling.w.weight)  # torchmil has no bias here: softmax ignores it
-        if gated:
-            theirs.pool.fc_gated.module.weight.copy_(ours.pooling.U.weight)
-            theirs.pool.fc_gated.module.bias.copy_(ours.pooling.U.bias)
-        theirs.classifier.module.weight.copy_(ours.classifier.weight)
-        theirs.classifier.module.bias.copy_(ours.classifier.bias)
-    bags = [torch.randn(n, 12) for n in (4, 7)]
-    padded, mask = pad_bags(bags)
-    with torch.no_grad():
-        output = ours(padded, mask)
-        features = ours.features(padded, mask)
-        logits, scores = theirs(features, mask.float(), return_att=True)
-    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
-    assert float((weights - output.attention).abs().max()) < 1e-6
-    assert float((logits - output.logit).abs().max()) < 1e-6
+    Run in a fresh interpreter: torchmil imports tensordict, which aborts the process
+    when TensorFlow is already loaded (as the root conftest.py does).
+    """
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("torchmil") is None:
+        pytest.skip("torchmil is not installed")
+    run = subprocess.run([sys.executable, "-c", TORCHMIL_CHECK, "gated" if gated else "plain"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    differences = json.loads(run.stdout.strip().splitlines()[-1])
+    assert differences["attention"] < 1e-6 and differences["logit"] < 1e-6, differences

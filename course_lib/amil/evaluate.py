@@ -125,7 +125,7 @@ def _fit_predict_mean_pooling(train_bags, train_labels, test_bags):
     """Logistic regression on each bag's mean instance (the non-MIL baseline)."""
     from sklearn.linear_model import LogisticRegression
 
-    classifier = LogisticRegression(C=0.1, max_iter=2000)
+    classifier = LogisticRegression(C=0.1, solver="liblinear", random_state=0)
     classifier.fit(np.stack([b.mean(axis=0) for b in train_bags]), train_labels)
     return classifier.predict_proba(np.stack([b.mean(axis=0) for b in test_bags]))[:, 1]
 

@@ -234,7 +234,7 @@ PHANTOM_TRAIN_SEED, PHANTOM_TEST_SEED = 1, 2
 
 
 def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient=4, test_patients=12,
-                      magnification=40, centre_inputs=True, log=print):
+                      magnification=40, centre_inputs=True, test_images_per_patient=3, log=print):
     """Train the kit's weights on SYNTHETIC phantom patients and write them with a model card.
 
     ``kind``: "amil", "gated" or "cnn". Returns the card (with held-out metrics).
@@ -244,7 +244,7 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
 
     start = time.perf_counter()
     train = phantom_patients(train_patients, images_per_patient, PHANTOM_TRAIN_SEED, magnification)
-    test = phantom_patients(test_patients, images_per_patient, PHANTOM_TEST_SEED, magnification)
+    test = phantom_patients(test_patients, test_images_per_patient, PHANTOM_TEST_SEED, magnification)
     labels, test_labels = train.table["label"].to_numpy(), test.table["label"].to_numpy()
     if kind == "cnn":
         from course_lib.amil.explain import PatchCNN
@@ -271,8 +271,8 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         "deviations_from_the_study": ([] if not centre_inputs else ["inputs mapped from [0, 1] to [-1, 1]"])
         + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else []),
         "data": (f"SYNTHETIC phantoms from course_lib.amil.data.phantom_patients at {magnification}X: "
-                 f"{train_patients} training patients (seed {PHANTOM_TRAIN_SEED}), {test_patients} held-out "
-                 f"patients (seed {PHANTOM_TEST_SEED}), {images_per_patient} images each"),
+                 f"{train_patients} training patients x {images_per_patient} images (seed {PHANTOM_TRAIN_SEED}), "
+                 f"{test_patients} held-out patients x {test_images_per_patient} images (seed {PHANTOM_TEST_SEED})"),
         "command": (f"course-kit amil train --model {kind} --train-patients {train_patients} "
                     f"--images-per-patient {images_per_patient} --test-patients {test_patients} "
                     f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
