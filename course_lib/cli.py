@@ -1,13 +1,14 @@
 """``course-kit``: the kit's command line.
 
-    course-kit fetch --list          every registry key, its licence and where it is
+    course-kit fetch --list [--grep TEXT]   registry keys: size, where each is, licence
     course-kit fetch KEY [KEY ...]   fetch files into the cache (mirror or network)
-    course-kit fetch --all           fetch everything (fills a workshop mirror)
+    course-kit fetch --all           fetch everything (fills a workshop mirror), one summary line
     course-kit preprocess IN OUT     a DICOM folder, CBIS-DDSM tree or exam list through a pipeline's
                                      per-image step (--for gmic: crop + optimal centre)
     course-kit samples [--check]     regenerate data_samples/ from code, or check it
-    course-kit run [--profile P]     run every notebook with papermill into build/
-    course-kit env                   the environment report
+    course-kit run [--profile P]     run every notebook with papermill into build/ (a checkout)
+    course-kit env [--frameworks]    the environment report (--frameworks: ask torch/TF for the device)
+    course-kit --version
     course-kit gmic predict|train    and the other pipelines' own commands (course-kit PIPELINE --help)
 
 This module is the kit's entry point: the one place that loads the pipeline packages
@@ -18,6 +19,7 @@ Nothing heavy is imported until a command runs, so ``--help`` is instant.
 import argparse
 import importlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -25,23 +27,101 @@ from pathlib import Path
 PIPELINES = ("gmic", "density", "end2end", "amil")
 
 
+LIST_WIDTH = 100  # columns of `course-kit fetch --list`
+KEY_WIDTH = 60
+
+
+def _size_text(size):
+    """Bytes as a short human size; ``?`` when unknown.
+
+    >>> _size_text(28333963), _size_text(512), _size_text(None)
+    ('28.3 MB', '512 B', '?')
+    """
+    if size is None:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def _short(text, width):
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _list_registry(pattern):
+    """``fetch --list``: one line per key (a long key gets its own line), within 100 columns."""
+    import re
+
+    from course_lib import data
+
+    try:
+        wanted = re.compile(pattern or "", re.IGNORECASE)
+    except re.error as error:
+        print(f"course-kit fetch: error: --grep {pattern!r} is not a regular expression ({error})",
+              file=sys.stderr)
+        return 2
+    registry = data.load_registry()
+    entries = [e for key, e in registry.items() if wanted.search(f"{key} {e.description} {e.licence}")]
+    licence_width = LIST_WIDTH - KEY_WIDTH - 2 - 8 - 2 - 6 - 2
+    print(f"{'key':<{KEY_WIDTH}}  {'size':>8}  {'where':<6}  licence")
+    counts = {}
+    for entry in entries:
+        local = entry.checkout_path
+        where = "kit" if local is not None and local.is_file() else (data.locate(entry.key) or "remote")
+        counts[where] = counts.get(where, 0) + 1
+        columns = f"{_size_text(entry.size):>8}  {where:<6}  {_short(entry.licence.split(' (')[0], licence_width)}"
+        if len(entry.key) > KEY_WIDTH:
+            print(entry.key)
+            print(f"{'':<{KEY_WIDTH}}  {columns}")
+        else:
+            print(f"{entry.key:<{KEY_WIDTH}}  {columns}")
+    total = sum(e.size or 0 for e in entries)
+    where = ", ".join(f"{n} {w}" for w, n in sorted(counts.items())) or "nothing matches"
+    print(f"\n{len(entries)} of {len(registry)} files, {_size_text(total)}: {where}")
+    print("licences and citations in full: course_lib/data/registry.csv")
+    print(f"cache:  {data.cache_dir()}")
+    print(f"mirror: {data.mirror_dir() or '(none: set COURSE_DATA_MIRROR)'}")
+    return 0
+
+
+def _fetch_all(keys):
+    """``fetch --all``: fetch quietly, then list what could not be had and one summary line."""
+    from course_lib import data
+
+    outcome = {"fetched": [], "cached": [], "unavailable": [], "corrupt": []}
+    for key in keys:
+        local = data.get_entry(key).checkout_path
+        had = (local is not None and local.is_file()) or data.locate(key) == "cache"
+        try:
+            data.fetch(key, progressbar=sys.stderr.isatty())
+            outcome["cached" if had else "fetched"].append(key)
+        except data.DataUnavailableError:
+            outcome["unavailable"].append(key)
+        except data.HashMismatchError:
+            outcome["corrupt"].append(key)
+    for kind in ("unavailable", "corrupt"):
+        for key in outcome[kind]:
+            print(f"{kind}: {key}", file=sys.stderr)
+    print(f"{len(keys)} files: {len(outcome['fetched'])} fetched, {len(outcome['cached'])} already cached, "
+          f"{len(outcome['unavailable'])} unavailable, {len(outcome['corrupt'])} corrupt"
+          + ("  (`course-kit fetch KEY` says why and where to put it)" if outcome["unavailable"] else "")
+          + f"  -> {data.cache_dir()}")
+    return 1 if outcome["unavailable"] or outcome["corrupt"] else 0
+
+
 def _cmd_fetch(args):
     from course_lib import data
 
     if args.list:
-        registry = data.load_registry()
-        width = max(map(len, registry))
-        print(f"{'key':<{width}}  {'where':<7}  licence")
-        for key, entry in registry.items():
-            print(f"{key:<{width}}  {data.locate(key) or 'remote':<7}  {entry.licence}")
-        print(f"\ncache: {data.cache_dir()}   mirror: {data.mirror_dir() or '(none: set COURSE_DATA_MIRROR)'}")
-        return 0
-    keys = list(data.load_registry()) if args.all else args.keys
-    if not keys:
+        return _list_registry(args.grep)
+    if args.all:
+        return _fetch_all(list(data.load_registry()))
+    if not args.keys:
         print("course-kit fetch: give one or more keys, --all, or --list", file=sys.stderr)
         return 2
     failures = 0
-    for key in keys:
+    for key in args.keys:
         try:
             print(data.fetch(key, progressbar=sys.stderr.isatty()))
         except (data.UnknownKeyError, data.DataUnavailableError, data.HashMismatchError) as error:
@@ -53,15 +133,23 @@ def _cmd_fetch(args):
 def _cmd_env(args):
     from course_lib.env import environment_report
 
-    print(environment_report())
+    print(environment_report(with_device=args.frameworks))
     return 0
 
 
 def _cmd_run(args):
     from course_lib import runner
+    from course_lib.paths import CheckoutRequiredError, require_checkout
 
     notebooks = [Path(n) for n in args.notebooks] or None
-    runs = runner.run_course(args.out, args.profile, notebooks, html_export=not args.no_html)
+    try:
+        if notebooks is None:
+            require_checkout("course-kit run (without notebook paths)")
+        kernel = args.kernel or runner.current_kernel()
+    except (CheckoutRequiredError, LookupError) as error:
+        print(f"course-kit run: error: {error}", file=sys.stderr)
+        return 2
+    runs = runner.run_course(args.out, args.profile, notebooks, html_export=not args.no_html, kernel=kernel)
     print()
     print(runner.format_timing_table(runs))
     print(f"\nindex: {Path(args.out) / 'index.html'}")
@@ -71,7 +159,15 @@ def _cmd_run(args):
 def _cmd_samples(args):
     """``course-kit samples``: regenerate the samples, or check them with ``--check``."""
     from course_lib import samples
+    from course_lib.paths import DATA_SAMPLES, CheckoutRequiredError, require_checkout
 
+    if args.out is None:
+        try:
+            require_checkout("course-kit samples" + (" --check" if args.check else "") + " (without --out)")
+        except CheckoutRequiredError as error:
+            print(f"course-kit samples: error: {error}", file=sys.stderr)
+            return 2
+        args.out = DATA_SAMPLES
     if args.check:
         differences = samples.compare_samples(args.out)
         for difference in differences:
@@ -89,19 +185,46 @@ def _cmd_samples(args):
 
 
 def _cmd_preprocess(args):
-    """``course-kit preprocess``; exit code 0: all succeeded, 1: some failed, 2: bad input."""
-    from course_lib.exam_list import UnsafePickleError
+    """``course-kit preprocess``; exit code 0: all succeeded, 1: some images failed or some exams
+    are incomplete, 2: bad input (see :func:`main`)."""
     from course_lib.preprocessing.job import preprocess, summary_line
 
-    try:
-        target = args.preprocess_targets[args.target](args)
-        report = preprocess(args.input, args.output, target, kind=args.input_kind, processes=args.processes,
-                            horizontal_flip=args.horizontal_flip, image_dir=args.image_dir)
-    except (OSError, ValueError, UnsafePickleError) as error:
-        print(f"course-kit preprocess: error: {error}", file=sys.stderr)
-        return 2
+    target = args.preprocess_targets[args.target](args)
+    report = preprocess(args.input, args.output, target, kind=args.input_kind, processes=args.processes,
+                        horizontal_flip=args.horizontal_flip, image_dir=args.image_dir,
+                        laterality=dict(args.laterality or ()))
     print(summary_line(report, args.output))
-    return 1 if (report["status"] == "failed").any() else 0
+    incomplete = report.attrs.get("incomplete_exams", [])
+    for exam, problems in incomplete:
+        print(f"warning: incomplete exam {exam}: {'; '.join(problems)}", file=sys.stderr)
+    if incomplete:
+        print(f"{len(incomplete)} incomplete exam(s), listed with 'problems' in "
+              f"{Path(args.output) / 'exam_list.json'}", file=sys.stderr)
+    return 1 if (report["status"] == "failed").any() or incomplete else 0
+
+
+def at_least(low, kind=int, strictly=False):
+    """An argparse ``type``: ``kind(text)``, refused unless ``>= low`` (``> low`` if ``strictly``).
+
+    >>> at_least(1)("3"), at_least(0, float, strictly=True)("0.5")
+    (3, 0.5)
+    """
+    def convert(text):
+        value = kind(text)
+        if value < low or (strictly and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if strictly else 'at least'} {low}, not {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in "invalid int value"
+    return convert
+
+
+def _laterality_override(text):
+    """``--laterality FILE=L``: (file, "L" or "R")."""
+    name, _, side = text.rpartition("=")
+    if not name or side not in ("L", "R"):
+        raise argparse.ArgumentTypeError(f"expected FILE=L or FILE=R, not {text!r}")
+    return name, side
 
 
 def pipeline_clis():
@@ -132,8 +255,10 @@ def _add_preprocess_parser(commands, clis):
     parser.add_argument("--input-kind", choices=INPUT_KINDS, default=None, help="default: detected")
     parser.add_argument("--image-dir", default=None,
                         help="exam lists: folder of <short>.png (default: images/ beside the list)")
-    parser.add_argument("--processes", type=int, default=None,
+    parser.add_argument("--processes", type=at_least(1), default=None,
                         help="worker processes (default: all CPUs; 1: no worker processes)")
+    parser.add_argument("--laterality", type=_laterality_override, action="append", metavar="FILE=L|R",
+                        help="DICOM input: the breast of FILE (name or path) when its tag is wrong or missing; repeatable")
     parser.add_argument("--horizontal-flip", choices=("NO", "YES"), default="NO",
                         help="flag of exams built from DICOM/CBIS-DDSM (default: NO)")
     for name, cli in clis.items():
@@ -142,15 +267,47 @@ def _add_preprocess_parser(commands, clis):
     parser.set_defaults(run=_cmd_preprocess, preprocess_targets=targets)
 
 
+class PlainHelpFormatter(argparse.HelpFormatter):
+    """Help text as a terminal shows it: reStructuredText roles and double backticks, which the
+    pipelines' docstrings use, become plain text (``:func:`fetch``` -> fetch, ````x```` -> x)."""
+
+    _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+
+    def _plain(self, text):
+        return self._ROLE.sub(r"\1", text).replace("``", "")
+
+    def _format_text(self, text):
+        return super()._format_text(self._plain(text)) if text else text
+
+    def _expand_help(self, action):
+        return self._plain(super()._expand_help(action))
+
+
+class KitArgumentParser(argparse.ArgumentParser):
+    """The kit's parsers (sub-commands inherit the class): plain help, examples kept as written."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", PlainHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser():
     """The ``course-kit`` argument parser, with every pipeline's sub-commands."""
-    parser = argparse.ArgumentParser(prog="course-kit", description="course-kit: the kit's command line (each sub-command has --help with an example).")
+    from course_lib import __version__
+
+    parser = KitArgumentParser(
+        prog="course-kit", description="course-kit: the kit's command line (each sub-command has --help with an example).",
+        epilog="example: course-kit fetch --list --grep breakhis")
+    parser.add_argument("--version", action="version", version=f"course-kit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     fetch = commands.add_parser("fetch", help="list or fetch registry files",
                                 epilog="example: course-kit fetch gmic/sample_data/images/0_L-CC.png")
     fetch.add_argument("keys", nargs="*", help="registry keys to fetch")
-    fetch.add_argument("--list", action="store_true", help="list every key with licence and availability")
+    fetch.add_argument("--list", action="store_true",
+                       help="list every key with its size, where it is (kit, cache, mirror, remote) and licence")
+    fetch.add_argument("--grep", metavar="TEXT", default=None,
+                       help="with --list: only keys whose key, description or licence match TEXT (a regex, any case)")
     fetch.add_argument("--all", action="store_true",
                        help="fetch every key (with COURSE_DATA_DIR=FOLDER this fills a workshop mirror)")
     fetch.set_defaults(run=_cmd_fetch)
@@ -161,19 +318,22 @@ def build_parser():
     run.add_argument("--profile", default=None, help="smoke, default or full (default: $COURSE_PROFILE or default)")
     run.add_argument("--out", default="build", help="output folder (default: build)")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    run.add_argument("--kernel", default=None,
+                     help="Jupyter kernel to run them in (default: the one of this Python, installed if needed)")
     run.set_defaults(run=_cmd_run)
-
-    from course_lib.paths import DATA_SAMPLES
 
     samples = commands.add_parser("samples", help="regenerate data_samples/ from code, or check it",
                                   epilog="example: course-kit samples --check")
-    samples.add_argument("--out", type=Path, default=DATA_SAMPLES,
+    samples.add_argument("--out", type=Path, default=None,
                          help="sample folder (default: the checkout's data_samples/)")
     samples.add_argument("--check", action="store_true",
                          help="regenerate into a temporary folder and list the files that differ")
     samples.set_defaults(run=_cmd_samples)
 
-    env = commands.add_parser("env", help="print the environment report")
+    env = commands.add_parser("env", help="print the environment report (versions, profile, device)",
+                              epilog="example: course-kit env --frameworks")
+    env.add_argument("--frameworks", action="store_true",
+                     help="ask torch or TensorFlow which device they use (imports them: slower)")
     env.set_defaults(run=_cmd_env)
 
     clis = pipeline_clis()
@@ -183,9 +343,42 @@ def build_parser():
     return parser
 
 
+#: What a command may raise for a bad input, a bad file or a missing one: reported, never a traceback.
+USER_ERRORS = (OSError, ValueError, RuntimeError, LookupError, EOFError)
+
+
+def error_message(error):
+    """One line (or a few) saying what went wrong with which file, for the command line.
+
+    >>> error_message(KeyError("pathology"))
+    "missing key 'pathology' (a renamed column or a damaged file?)"
+    >>> error_message(FileNotFoundError(2, "No such file or directory", "exams.json"))
+    'exams.json: no such file or directory'
+    """
+    if isinstance(error, KeyError):
+        return f"missing key {error} (a renamed column or a damaged file?)"
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror[:1].lower()}{error.strerror[1:]}"
+    return str(error) or type(error).__name__
+
+
 def main(argv=None):
+    """``course-kit``. Exit codes: 0 done, 1 done with per-file failures (the command says which),
+    2 bad input or usage: one message on stderr naming the file and what to do, no traceback
+    (``COURSE_KIT_DEBUG=1`` shows it)."""
+    import os
+    import pickle
+
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (*USER_ERRORS, pickle.UnpicklingError) as error:
+        if os.environ.get("COURSE_KIT_DEBUG", "") not in ("", "0"):
+            raise
+        command = " ".join(filter(None, (args.command, *(getattr(args, key, None) for key in vars(args)
+                                                          if key.endswith("_command")))))
+        print(f"course-kit {command}: error: {error_message(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -45,21 +45,61 @@ def pick_device(preferred=None):
     return device
 
 
-def environment_report(with_device=True):
-    """A short text report: Python, platform, CPU count, package versions and device."""
+def gpu_names():
+    """Names of the NVIDIA GPUs that ``nvidia-smi`` lists ([] without one), no framework imported."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip()] if listed.returncode == 0 else []
+
+
+def describe_device():
+    """One line on the hardware, without importing a framework: the GPUs, else the CPU.
+
+    >>> isinstance(describe_device(), str)
+    True
+    """
+    gpus = gpu_names()
+    if gpus:
+        return f"GPU: {', '.join(gpus)}"
+    return f"CPU: {platform.processor() or platform.machine() or 'unknown'}, {os.cpu_count()} cores (no GPU found)"
+
+
+def environment_report(with_device=True, profile=None):
+    """A short text report: Python, platform, CPU count, the active profile, package versions, device.
+
+    ``profile``: the notebook's ``PROFILE`` (default: ``$COURSE_PROFILE``, else ``default``).
+    ``with_device``: ask the framework which device it will use (imports torch if it is
+    installed, or uses TensorFlow if it is already imported); without it nothing heavy is
+    imported and the device line says what ``nvidia-smi`` sees.
+    """
+    from course_lib.profiles import get_profile
+
     lines = [
         f"python        {platform.python_version()} ({platform.python_implementation()})",
         f"platform      {platform.platform()}",
         f"cpu cores     {os.cpu_count()}",
-        f"profile       {os.environ.get('COURSE_PROFILE') or 'default'}",
+        f"profile       {get_profile(profile)}",
     ]
     lines += [f"{name:<13} {package_version(name)}" for name in REPORTED_PACKAGES]
-    if with_device and package_version("torch") != "not installed":
+    if with_device and "tensorflow" in sys.modules and "torch" not in sys.modules:
+        gpus = sys.modules["tensorflow"].config.list_physical_devices("GPU")
+        lines.append(f"device        tensorflow: {', '.join(g.name for g in gpus) or 'CPU'}")
+    elif with_device and package_version("torch") != "not installed":
         import torch
 
         device = pick_device()
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
         lines.append(f"device        {device} ({name}), torch threads {torch.get_num_threads()}")
+    else:
+        lines.append(f"device        {describe_device()}")
     return "\n".join(lines)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from course_lib.io import atomic_output
-from course_lib.paths import REPO_ROOT
+from course_lib.paths import checkout_file
 
 REGISTRY_FILE = Path(__file__).with_name("registry.csv")
 #: Files of the kit's own repository (``pretrained/``) are used from the checkout when present.
@@ -68,9 +68,10 @@ class RegistryEntry:
 
     @property
     def checkout_path(self):
-        """Where a file of the kit's own repository lies in this checkout (else None)."""
+        """Where a file of the kit's own repository lies in this checkout (None: not a kit
+        file, or a wheel install, whose site-packages hold no ``pretrained/``)."""
         parts = self.relative_path.split("/", 3)
-        return REPO_ROOT / parts[3] if len(parts) == 4 and "/".join(parts[:2]) == KIT_REPOSITORY else None
+        return checkout_file(parts[3]) if len(parts) == 4 and "/".join(parts[:2]) == KIT_REPOSITORY else None
 
 
 @functools.cache
