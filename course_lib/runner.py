@@ -214,10 +214,11 @@ def local_mathjax(out_dir):
 
 
 def _without_widget_outputs(nb):
-    """Widget views need a live kernel: a static page would show an empty ``Out[n]:``.
-    Each one becomes a short note saying so."""
+    """Widget views need a live kernel: a static page would show an empty ``Out[n]:`` (and load
+    the widget manager from a CDN). Each one becomes a short note saying so."""
     import nbformat
 
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type == "code" and any(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", [])):
             cell.outputs = [o for o in cell.outputs if WIDGET_VIEW not in o.get("data", {})]
