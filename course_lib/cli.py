@@ -372,6 +372,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # `course-kit ... | head`: the reader has all it wanted; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except (*USER_ERRORS, pickle.UnpicklingError) as error:
         if os.environ.get("COURSE_KIT_DEBUG", "") not in ("", "0"):
             raise
