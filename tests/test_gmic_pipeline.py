@@ -73,7 +73,7 @@ def test_missing_official_weights_say_which_file_and_how_to_get_it(tmp_path, mon
     build_gmic_phantom_exams(tmp_path / "exams", 1, seed=0)
     status = cli.main(["gmic", "predict", "--exam-list", str(tmp_path / "exams" / "exam_list_before_cropping.json"),
                        "--output", str(tmp_path / "out"), "--model-index", "2"])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # errors go to stderr (course_lib.cli.main)
     assert status == 2
     assert "gmic/models/sample_model_2.p" in out and "COURSE_DATA_MIRROR" in out
 

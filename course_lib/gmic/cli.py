@@ -2,35 +2,42 @@
 
 from pathlib import Path
 
+from course_lib.cli import at_least
 from course_lib.gmic.config import GMICGeometry, PhantomRecipe
 
 _OFFICIAL = GMICGeometry.official()
 
 
 def _cmd_predict(args):
+    """Exit code 0: every exam predicted; 1: some images or exams skipped (listed on stderr);
+    2: bad input (``course-kit``'s error handler prints it)."""
+    import sys
+
     from course_lib.env import pick_device
     from course_lib.exam_list import read_exam_list
-    from course_lib.gmic.predict import exams_from_image_folder, predict
+    from course_lib.gmic.predict import describe_skipped, exams_from_image_folder, predict_exams
     from course_lib.gmic.weights import load_official_model, official_model_indices
 
-    device = pick_device(None if args.device == "auto" else args.device)
+    try:
+        device = pick_device(None if args.device == "auto" else args.device)
+    except RuntimeError as error:  # torch's message lists every device type it knows
+        raise ValueError(f"unknown device {args.device!r}: use auto, cpu or cuda (cuda:1, ...)") from error
     if args.exam_list:
         exams = read_exam_list(args.exam_list)
         image_dir = args.image_dir or Path(args.exam_list).parent / "images"
     else:
         exams, image_dir = exams_from_image_folder(args.image_folder), args.image_folder
-    try:
-        indices = official_model_indices(args.model_index)
-        if args.weights and len(indices) > 1:
-            raise ValueError("--weights names one checkpoint; it cannot be used with the ensemble")
-        models = {i: load_official_model(i, device, args.weights) for i in indices}
-    except (ValueError, RuntimeError) as error:  # unknown index, missing weights, bad checkpoint
-        print(f"error: {error}")
-        return 2
-    rows = predict(exams, image_dir, args.output, models, device, args.segmentation_dir,
-                   args.visualize, args.dpi)
-    print(f"{len(rows)} predictions written to {Path(args.output) / 'predictions.csv'}")
-    return 0
+    indices = official_model_indices(args.model_index)
+    if args.weights and len(indices) > 1:
+        raise ValueError("--weights names one checkpoint; it cannot be used with the ensemble")
+    models = {i: load_official_model(i, device, args.weights) for i in indices}
+    rows, skipped = predict_exams(exams, image_dir, args.output, models, device, args.segmentation_dir,
+                                  args.visualize, args.dpi)
+    for item in skipped:
+        print(f"skipped {describe_skipped(item)}", file=sys.stderr)
+    print(f"{len(rows)} predictions written to {Path(args.output) / 'predictions.csv'}"
+          + (f"; {len(skipped)} image(s) or exam(s) skipped" if skipped else ""))
+    return 1 if skipped else 0
 
 
 def _cmd_train(args):
@@ -63,7 +70,7 @@ def _add_predict(actions):
     run.add_argument("--weights", help="checkpoint file instead of the registry's official weights")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     run.add_argument("--visualize", action="store_true", help="write one figure per image")
-    run.add_argument("--dpi", type=int, default=500, help="figure resolution (official: 500)")
+    run.add_argument("--dpi", type=at_least(0, strictly=True), default=500, help="figure resolution (official: 500)")
     run.set_defaults(run=_cmd_predict)
 
 
@@ -99,11 +106,11 @@ def add_parser(commands):
 
 def add_preprocess_options(group):
     """The ``--for gmic`` options of ``course-kit preprocess`` (official geometry by default)."""
-    group.add_argument("--window", type=int, nargs=2, default=list(_OFFICIAL.window), metavar=("ROWS", "COLS"),
+    group.add_argument("--window", type=at_least(0, strictly=True), nargs=2, default=list(_OFFICIAL.window), metavar=("ROWS", "COLS"),
                        help=f"window that stage 2 centres (default: {_OFFICIAL.window[0]} {_OFFICIAL.window[1]})")
-    group.add_argument("--crop-buffer", type=int, default=_OFFICIAL.crop_buffer,
+    group.add_argument("--crop-buffer", type=at_least(0), default=_OFFICIAL.crop_buffer,
                        help=f"stage 1 margin (default: {_OFFICIAL.crop_buffer})")
-    group.add_argument("--crop-iterations", type=int, default=_OFFICIAL.crop_iterations,
+    group.add_argument("--crop-iterations", type=at_least(1), default=_OFFICIAL.crop_iterations,
                        help=f"stage 1 erosions and dilations (default: {_OFFICIAL.crop_iterations})")
 
 

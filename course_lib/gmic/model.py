@@ -42,7 +42,10 @@ __all__ = [
     "RoiSearch",
     "cells_to_pixels",
     "check_input",
+    "CheckpointError",
+    "check_finite",
     "check_state_dict",
+    "read_state_dict",
     "crop_patches",
     "load_gmic_checkpoint",
     "retrieve_roi_cells",
@@ -439,21 +442,82 @@ def check_state_dict(model: nn.Module, state_dict: Mapping) -> None:
         raise ValueError("checkpoint does not match the GMIC architecture:\n  " + "\n  ".join(problems))
 
 
+class CheckpointError(ValueError):
+    """A weights file that cannot be used: not a checkpoint, refused for safety, or not GMIC's."""
+
+
+class NotAStateDictError(CheckpointError, TypeError):
+    """A checkpoint that holds something other than a dict of tensors."""
+
+
+def read_state_dict(path):
+    """The state dict saved at ``path`` with ``torch.save``, read with ``weights_only=True``.
+
+    A ``{"state_dict": ...}`` (or ``"model"``) wrapper, as training scripts often save, is
+    unwrapped. Every failure is a :class:`CheckpointError` naming the file and what to do;
+    a pickle that asks for anything but tensors and plain containers is refused for safety
+    and never loaded.
+    """
+    import pickle
+
+    path = str(path)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file; check the path given to --weights") from None
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower() or "weights_only" in str(error):
+            raise CheckpointError(
+                f"{path}: refused for safety: this checkpoint asks to load Python objects other than "
+                "tensors (arbitrary code could run). Use a checkpoint saved as a plain state dict "
+                "(torch.save(model.state_dict(), path)) from a source you trust."
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({error}); is it the right file "
+                              "(a JSON or text file renamed .pkl/.p)?") from None
+    except EOFError:
+        raise CheckpointError(f"{path}: the checkpoint is empty or truncated; download it again") from None
+    except (RuntimeError, ValueError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''}); download it again") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(loaded, Mapping) and set(loaded) >= {wrapper} and isinstance(loaded[wrapper], Mapping) \
+                and not isinstance(loaded[wrapper], torch.Tensor):
+            loaded = loaded[wrapper]
+            break
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        kind = type(loaded).__name__ if not isinstance(loaded, Mapping) else "dict with non-tensor values"
+        raise NotAStateDictError(f"{path} holds a {kind}, not a state dict (a dict of tensors)")
+    return loaded
+
+
+def check_finite(state_dict, source="checkpoint"):
+    """Raise :class:`CheckpointError` listing the tensors that hold NaN or infinite values."""
+    bad = [key for key, value in state_dict.items()
+           if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise CheckpointError(f"{source}: NaN or infinite weights in {len(bad)} tensor(s): "
+                              f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; the file is damaged "
+                              "or came from a diverged training run")
+
+
 def load_gmic_checkpoint(path_or_state_dict, model_index, device="cpu", **config_overrides) -> GMIC:
     """Build official model ``model_index`` ("1".."5") and load its weights, in eval mode.
 
     ``path_or_state_dict`` is a state dict or the path of one saved with ``torch.save``
-    (the official ``sample_model_<i>.p`` files are). Files are read with
-    ``weights_only=True``, so a stranger's pickle cannot run code. Keys and shapes must
-    match exactly. ``config_overrides`` go to :func:`gmic_config`, e.g. ``input_shape``.
+    (the official ``sample_model_<i>.p`` files are), read by :func:`read_state_dict`
+    (``weights_only=True``, so a stranger's pickle cannot run code). Keys and shapes must
+    match exactly and every weight must be finite. ``config_overrides`` go to
+    :func:`gmic_config`, e.g. ``input_shape``.
     """
     if isinstance(path_or_state_dict, Mapping):
-        state_dict = path_or_state_dict
+        state_dict, source = path_or_state_dict, "state dict"
     else:
-        state_dict = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"{path_or_state_dict} holds a {type(state_dict).__name__}, not a state dict")
+        state_dict, source = read_state_dict(path_or_state_dict), str(path_or_state_dict)
+    check_finite(state_dict, source)
     model = GMIC(gmic_config(model_index, **config_overrides))
-    check_state_dict(model, state_dict)
+    try:
+        check_state_dict(model, state_dict)
+    except ValueError as error:
+        raise CheckpointError(f"{source}: {error}") from None
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()

@@ -5,7 +5,7 @@ import torch
 
 from course_lib.data import fetch
 from course_lib.gmic.config import PERCENT_T_BY_MODEL_INDEX, GMICGeometry, gmic_config
-from course_lib.gmic.model import GMIC, load_gmic_checkpoint
+from course_lib.gmic.model import GMIC, load_gmic_checkpoint, read_state_dict
 
 __all__ = [
     "MODEL_INDICES",
@@ -34,7 +34,10 @@ def official_model_indices(model_index):
 
 
 def load_official_model(model_index, device="cpu", weights=None):
-    """Official GMIC model ``model_index`` from ``weights`` or the registry (hash-checked)."""
+    """Official GMIC model ``model_index`` from ``weights`` or the registry (hash-checked).
+
+    A bad ``weights`` file raises :class:`~course_lib.gmic.model.CheckpointError` naming it.
+    """
     path = weights or fetch(f"gmic/models/sample_model_{model_index}.p")
     return load_gmic_checkpoint(path, model_index, device=device)
 
@@ -52,7 +55,7 @@ def load_phantom_gmic(path=None, device="cpu"):
     Not for clinical use: it has never seen a real mammogram.
     """
     path = path or fetch(PHANTOM_WEIGHTS_KEY)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     quarter = GMICGeometry.quarter()
     return load_gmic_checkpoint(state, "1", device=device, input_shape=quarter.window,
