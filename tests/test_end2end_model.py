@@ -77,8 +77,8 @@ def test_heatmap_model_reuses_the_patch_head():
 
 
 def test_flip_augmentation_averages_four_predictions():
-    model = _randomised(whole_image_classifier(patch_classifier("kit_small", 48, 3), (96, 80)))
-    x = np.random.default_rng(2).normal(0, 50, (2, 96, 80, 1)).astype("float32")
+    model = _randomised(whole_image_classifier(patch_classifier("kit_small", 48, 3), (128, 112)))
+    x = np.random.default_rng(2).normal(0, 1, (2, 128, 112, 1)).astype("float32")
     views = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
     expected = np.mean([model.predict(np.ascontiguousarray(v), verbose=0)[:, 1] for v in views], axis=0)
     np.testing.assert_allclose(predict_cancer(model, x, flips=True), expected, rtol=1e-5)
@@ -88,15 +88,16 @@ def test_flip_augmentation_averages_four_predictions():
 def test_grad_cam_matches_a_direct_computation():
     import tensorflow as tf
 
-    model = _randomised(whole_image_classifier(patch_classifier("kit_small", 48, 3), (96, 80)))
-    x = np.random.default_rng(3).normal(0, 50, (1, 96, 80, 1)).astype("float32")
+    model = _randomised(whole_image_classifier(patch_classifier("kit_small", 48, 3), (128, 112)))
+    x = np.random.default_rng(3).normal(0, 50, (1, 128, 112, 1)).astype("float32")
     cam = grad_cam(model, x, "top2_1_relu")
     top = top_of(model)
     inner = keras.Model(top.inputs, [top.get_layer("top2_1_relu").output, top.get_layer("image_gap").output])
     features = tf.constant(trunk_of(model)(x))
     with tf.GradientTape() as tape:
         maps, pooled = inner(features)
-        logit = tf.tensordot(pooled, top.get_layer("image_head").kernel[:, 1], 1) + top.get_layer("image_head").bias[1]
+        head = top.get_layer("image_logits")
+        logit = tf.tensordot(pooled, head.kernel[:, 1], 1) + head.bias[1]
     grads = tape.gradient(logit, maps).numpy()[0]
     raw = np.maximum((maps.numpy()[0] * grads.mean(axis=(0, 1))).sum(-1), 0)
     np.testing.assert_allclose(cam[0], raw / raw.max(), atol=1e-5)
@@ -106,4 +107,15 @@ def test_unknown_names_are_errors():
     with pytest.raises(ValueError, match="unknown backbone"):
         patch_classifier("alexnet")
     with pytest.raises(ValueError, match="top must be"):
-        whole_image_classifier(patch_classifier("kit_small"), (96, 80), top="dense")
+        whole_image_classifier(patch_classifier("kit_small"), (128, 112), top="dense")
+
+
+def test_grad_cam_agrees_with_the_core_keras_gradcam():
+    core = pytest.importorskip("course_lib.explain.keras_gradcam")
+    model = _randomised(whole_image_classifier(patch_classifier("kit_small", 48, 3), (128, 112)), seed=4)
+    x = np.random.default_rng(5).normal(0, 1, (2, 128, 112, 1)).astype("float32")
+    mine = grad_cam(model, x, "top2_1_relu")
+    features = trunk_of(model).predict(x, verbose=0)
+    result = core.gradcam(top_of(model), features, layer="top2_1_relu", class_index=1, upsample=False)
+    peak = result.raw.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(mine, result.raw / np.where(peak > 0, peak, 1), atol=1e-5)

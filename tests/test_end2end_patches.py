@@ -1,5 +1,7 @@
 """Patch sampling: overlap rules, hard negatives, background, split, class modes, files, bad input."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -189,3 +191,17 @@ def test_inputs_are_not_modified(cases, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in cases.rglob("*") if p.is_file()}
     sample_patches(cases, tmp_path, SMALL)
     assert before == {p: p.stat().st_mtime_ns for p in cases.rglob("*") if p.is_file()}
+
+
+def test_cbis_ddsm_tree_with_missing_files_is_sampled_and_the_missing_listed(tmp_path):
+    from course_lib.datasets.cbis_ddsm import convert_cbis_ddsm
+    from course_lib.phantoms.cbis_ddsm_tree import build_cbis_ddsm_phantom_tree
+
+    truth = build_cbis_ddsm_phantom_tree(tmp_path / "tree", n_patients=2, seed=0)
+    Path(truth.full_file[0]).unlink()  # the CSV now points to a file that is not there
+    converted = convert_cbis_ddsm(tmp_path / "tree", tmp_path / "png")
+    assert converted.full_png.isna().any()
+    report = sample_patches(tmp_path / "png", tmp_path / "patches", SamplingSettings(n_classes=5),
+                            val_size=0.0, test_size=0.0)
+    assert any("missing file" in p for p in report.problems)
+    assert len(report.index) > 0 and set(report.index.class_name) <= set(CLASS_NAMES[5])

@@ -119,7 +119,7 @@ def train(data, settings=LessonSettings()):
     return patch, whole, {"patch": patch_history, "image": image_history}
 
 
-def evaluate(data, patch, whole, settings=LessonSettings(), split="test"):
+def evaluate(data, patch, whole, settings=LessonSettings(), split="test", n_boot=1000):
     """Held-out metrics: AUC (single, flips) with 95 % bootstrap intervals, pointing games."""
     from course_lib.end2end.evaluate import auc_with_ci, pointing_hit
     from course_lib.end2end.model import BACKBONES
@@ -139,7 +139,7 @@ def evaluate(data, patch, whole, settings=LessonSettings(), split="test"):
     lesion_masks = masks[has_lesion]
     return {
         "n_images": int(len(labels)), "n_cancer": int(labels.sum()),
-        "auc": auc_with_ci(labels, single), "auc_flips": auc_with_ci(labels, flipped),
+        "auc": auc_with_ci(labels, single, n_boot), "auc_flips": auc_with_ci(labels, flipped, n_boot),
         "pointing_heatmap": float(np.mean([pointing_hit(h, m, stride, window) for h, m in zip(heat, lesion_masks)])),
         "pointing_gradcam": float(np.mean([pointing_hit(c, m) for c, m in zip(cams, lesion_masks)])),
         "n_pointing": int(has_lesion.sum()),
