@@ -39,7 +39,7 @@ def test_each_loss_part_is_its_formula():
         "global": _bce(as_numpy["y_global"], y),
         "local": _bce(as_numpy["y_local"], y),
         "fusion": _bce(as_numpy["y_fusion"], y),
-        "saliency": float(output.saliency_map.detach().numpy().astype(np.float64).mean()),
+        "saliency": float(output.saliency_map.detach().numpy().astype(np.float64).sum(axis=(1, 2, 3)).mean()),
     }
     for name, value in expected.items():
         assert parts[name] == pytest.approx(value, rel=1e-5), name

@@ -8,8 +8,9 @@ __all__ = ["gmic_view_figure"]
 
 
 def gmic_view_figure(window, saliency_map, patch_locations, patches, patch_attentions,
-                     crop_shape=(256, 256), benign_mask=None, malignant_mask=None, title=None):
-    """GMIC's per-image figure: one row of 4 + K panels (the official layout).
+                     crop_shape=(256, 256), benign_mask=None, malignant_mask=None, title=None, rows=1):
+    """GMIC's per-image figure: one row of 4 + K panels (the official layout), or, with
+    ``rows=2``, the four maps above the K crops, with colorbars, to read at notebook width.
 
     1. the input window with ground truth (benign green, malignant orange-red);
     2. the patch map: the K ROI windows (upper-left anchored) filled in blue;
@@ -22,7 +23,17 @@ def gmic_view_figure(window, saliency_map, patch_locations, patches, patch_atten
     import matplotlib.pyplot as plt
 
     num_rois = len(patches)
-    fig, axes = plt.subplots(1, 4 + num_rois, figsize=(30, 3))
+    if rows not in (1, 2):
+        raise ValueError(f"rows must be 1 (the official layout) or 2, got {rows}")
+    if rows == 1:
+        fig, axes = plt.subplots(1, 4 + num_rois, figsize=(30, 3))
+    else:
+        columns = max(4, num_rois)
+        fig, grid = plt.subplots(2, columns, figsize=(2.6 * columns, 7.5),
+                                 gridspec_kw={"height_ratios": (1.6, 1)})
+        axes = list(grid[0, :4]) + list(grid[1, :num_rois])
+        for ax in list(grid[0, 4:]) + list(grid[1, num_rois:]):
+            ax.set_axis_off()
     for ax in axes:
         ax.set_axis_off()
 
@@ -44,12 +55,16 @@ def gmic_view_figure(window, saliency_map, patch_locations, patches, patch_atten
 
     for ax, channel, name, cmap in ((axes[2], 0, "SM: benign", "Greens"), (axes[3], 1, "SM: malignant", "Reds")):
         background(ax, name)
-        ax.imshow(upsample_bilinear(saliency_map[channel], np.shape(window)),
-                  cmap=alpha_ramp_cmap(cmap), vmin=0, vmax=1)
+        shown = ax.imshow(upsample_bilinear(saliency_map[channel], np.shape(window)),
+                          cmap=alpha_ramp_cmap(cmap), vmin=0, vmax=1)
+        if rows == 2:
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="saliency")
 
     for k in range(num_rois):
-        axes[4 + k].imshow(patches[k], cmap="gray", alpha=0.8, interpolation="nearest")
-        axes[4 + k].set_title(f"{float(patch_attentions[k]):.2f}")
+        crop = axes[4 + k].imshow(patches[k], cmap="gray", alpha=0.8, interpolation="nearest")
+        axes[4 + k].set_title(f"{'attention ' if rows == 2 else ''}{float(patch_attentions[k]):.2f}")
+        if rows == 2 and k == num_rois - 1:
+            fig.colorbar(crop, ax=axes[4 + k], fraction=0.046, pad=0.02, label="input value (z-score)")
     if title:
-        fig.suptitle(title, y=1.02)
+        fig.suptitle(title, y=1.02 if rows == 1 else 0.99)
     return fig
