@@ -14,6 +14,10 @@ blob id), the licence, a citation and a one-line description.
 
 The cache uses the mirror's layout too, so a filled cache is itself a mirror: copy it
 to a stick and point ``COURSE_DATA_MIRROR`` at the copy.
+
+A cache that cannot be written (read-only, or a path under a file) is not a download
+failure: a mirror copy is then used in place (hash-checked), and otherwise
+:class:`CacheNotWritableError` says which folder and how to choose another.
 """
 
 import csv
@@ -47,6 +51,18 @@ class HashMismatchError(RuntimeError):
 
 class DataUnavailableError(RuntimeError):
     """A file that is neither cached, nor in the mirror, nor downloadable."""
+
+
+class CacheNotWritableError(DataUnavailableError):
+    """The local cache folder cannot be created or written."""
+
+
+def _cache_problem(target, error):
+    return CacheNotWritableError(
+        f"cannot write the data cache at {target.parent} ({type(error).__name__}: "
+        f"{getattr(error, 'strerror', None) or error}). Set {CACHE_ENV_VAR} to a writable folder "
+        f"(e.g. {CACHE_ENV_VAR}=$HOME/course-data), or {MIRROR_ENV_VAR} to a folder that holds the file."
+    )
 
 
 @dataclass(frozen=True)
@@ -211,10 +227,19 @@ def fetch(key, progressbar=False):
                 f"mirror copy of {key!r} at {mirrored} has the wrong hash: expected "
                 f"{entry.hash}, got {actual}. It was not used; replace it in the mirror."
             )
-        with atomic_output(target) as tmp:
-            shutil.copyfile(mirrored, tmp)
+        try:
+            with atomic_output(target) as tmp:
+                shutil.copyfile(mirrored, tmp)
+        except OSError:  # read-only or misplaced cache: the checked mirror copy serves in place
+            return mirrored
         return target
 
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(target.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied", str(target.parent))
+    except OSError as error:
+        raise _cache_problem(target, error) from None
     try:
         _download(entry.url, target, progressbar)
     except Exception as error:  # no network, HTTP error, DNS failure, ...
