@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from course_lib import data
+from course_lib import data, paths
 from course_lib.exam_list import VIEWS
 from course_lib.data import registry
 
@@ -208,7 +208,7 @@ def test_real_gmic_mammogram_through_the_registry(registry_file):
 def test_kit_files_resolve_from_the_checkout(isolated, monkeypatch):
     """Files of the kit's own repository (pretrained weights) need no cache, mirror or network."""
     relative = "pretrained/README.md"
-    local = registry.CHECKOUT / relative
+    local = paths.CHECKOUT / relative
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
     entry = make_entry(key="course-kit/" + relative, hash_=f"sha256:{digest}",
                        url=f"https://raw.githubusercontent.com/{registry.KIT_REPOSITORY}/{'b' * 40}/{relative}")
