@@ -12,6 +12,7 @@ def _cmd_predict(args):
     """Exit code 0: every exam predicted; 1: some images or exams skipped (listed on stderr);
     2: bad input (``course-kit``'s error handler prints it)."""
     import sys
+    import warnings
 
     from course_lib.env import pick_device
     from course_lib.exam_list import read_exam_list
@@ -26,7 +27,11 @@ def _cmd_predict(args):
         exams = read_exam_list(args.exam_list)
         image_dir = args.image_dir or Path(args.exam_list).parent / "images"
     else:
-        exams, image_dir = exams_from_image_folder(args.image_folder), args.image_folder
+        with warnings.catch_warnings(record=True) as caught:  # files that match no view name
+            warnings.simplefilter("always")
+            exams, image_dir = exams_from_image_folder(args.image_folder), args.image_folder
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
     indices = official_model_indices(args.model_index)
     if args.weights and len(indices) > 1:
         raise ValueError("--weights names one checkpoint; it cannot be used with the ensemble")

@@ -462,9 +462,20 @@ def read_state_dict(path):
 
     path = str(path)
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(8)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file; check the path given to --weights") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({error.strerror or error})") from None
+    if not head:
+        raise CheckpointError(f"{path}: the checkpoint is empty or truncated; download it again")
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or a legacy pickle
+        kind = "JSON" if head.lstrip()[:1] in (b"{", b"[") else "text or another format"
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (it starts with {head!r}: {kind}); "
+                              "give the file torch.save wrote")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower() or "weights_only" in str(error):
             raise CheckpointError(
@@ -476,7 +487,7 @@ def read_state_dict(path):
                               "(a JSON or text file renamed .pkl/.p)?") from None
     except EOFError:
         raise CheckpointError(f"{path}: the checkpoint is empty or truncated; download it again") from None
-    except (RuntimeError, ValueError, OSError) as error:
+    except Exception as error:  # torch raises many kinds for a damaged file
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: "
                               f"{str(error).splitlines()[0] if str(error) else ''}); download it again") from None
     for wrapper in ("state_dict", "model"):
