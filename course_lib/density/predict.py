@@ -27,7 +27,8 @@ def predict_images(model, images, batch_size=8):
     if images.shape[1:] != (size, size):
         raise ValueError(f"images are {images.shape[1:]}, the model takes {size}x{size}: "
                          "load them with course_lib.density.data.load_images(paths, size)")
-    return np.concatenate([model.predict(centre_images(images[i:i + batch_size]), verbose=0)
+    # eager calls: no tf.function to trace (model.predict traces once per new batch shape)
+    return np.concatenate([np.asarray(model(centre_images(images[i:i + batch_size]), training=False))
                            for i in range(0, len(images), batch_size)]).astype(np.float64)
 
 
