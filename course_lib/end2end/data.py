@@ -119,14 +119,16 @@ def image_table(root):
 
 
 def _resize(image, shape):
-    """Bicubic resize to (rows, cols) in float32 (Pillow's filter widens when shrinking)."""
+    """Bicubic resize to (rows, cols) in float32 (Pillow's filter widens when shrinking), clipped to
+    the source's range."""
     from PIL import Image
 
     if image.shape == tuple(shape):
         return image.astype(np.float32)
     resized = Image.fromarray(image.astype(np.float32), mode="F").resize(
         (shape[1], shape[0]), Image.Resampling.BICUBIC)
-    return np.clip(np.asarray(resized), 0, None)
+    # Bicubic interpolation overshoots at edges: keep the values inside the source's range.
+    return np.clip(np.asarray(resized), 0, float(image.max()))
 
 
 def load_images(root, files, shape):

@@ -38,8 +38,7 @@ gives background and calcification/mass x benign/malignant (:data:`CLASS_NAMES`)
 
 import json
 import zlib
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -449,31 +448,21 @@ def load_view(root, rows):
     return image, lesions, problems
 
 
-def _sample_one_view(job):
-    """Worker: sample one view and write its PNGs; returns (index rows, problems)."""
-    root, out_dir, rows, split, settings = job
-    name = _view_name(rows[0])
-    state = out_dir / ".views" / f"{name}.json"
-    fingerprint = {"settings": settings.__dict__, "split": split, "rows": rows}
-    if state.exists():
-        saved = json.loads(state.read_text())
-        if saved["fingerprint"] == fingerprint and all((out_dir / r["file"]).exists() for r in saved["index"]):
-            return saved["index"], saved["problems"]
-    try:
-        image, lesions, problems = load_view(root, rows)
-        if not lesions:
-            return [], problems
-        patches = sample_view(image, lesions, settings, name)
-    except ValueError as error:
-        return [], [str(error)]
-    labels = {c: i for i, c in enumerate(CLASS_NAMES[settings.n_classes])}
+def _sample_view_step(item, output_dir, settings):
+    """Batch-engine step (:mod:`course_lib.batch`): sample one view, write its PNGs, return its index rows."""
+    rows, split = item.options["rows"], item.options["split"]
+    sampling = SamplingSettings(**settings["sampling"])
+    image, lesions, problems = load_view(settings["root"], rows)
+    if not lesions:
+        return {"outputs": [], "index": [], "problems": problems}
+    patches = sample_view(image, lesions, sampling, item.name)
+    labels = {c: i for i, c in enumerate(CLASS_NAMES[sampling.n_classes])}
     index, counters = [], {}
     for patch in patches:
-        key = patch.abn_num
-        number = counters.get(key, 0)
-        counters[key] = number + 1
-        file = f"{split}/{patch.class_name}/{name}_{patch.abn_num}_{number:04d}.png"
-        _write_png16(out_dir / file, patch.pixels)
+        number = counters.get(patch.abn_num, 0)
+        counters[patch.abn_num] = number + 1
+        file = f"{split}/{patch.class_name}/{item.name}_{patch.abn_num}_{number:04d}.png"
+        _write_png16(Path(output_dir) / file, patch.pixels)
         index.append({
             "file": file, "split": split, "class_name": patch.class_name,
             "label": labels[patch.class_name], "kind": patch.kind,
@@ -481,9 +470,7 @@ def _sample_one_view(job):
             "abn_num": patch.abn_num, "centre_row": int(patch.centre[0]),
             "centre_col": int(patch.centre[1]), "overlap": round(patch.overlap, 4),
         })  # fmt: skip
-    with atomic_output(state) as tmp:
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "index": index, "problems": problems}))
-    return index, problems
+    return {"outputs": [row["file"] for row in index], "index": index, "problems": problems}
 
 
 def read_lesion_table(root, table="metadata.csv"):
@@ -539,9 +526,12 @@ def sample_patches(root, out_dir, settings=SamplingSettings(), val_size=0.1, tes
     (:data:`INDEX_COLUMNS`), ``out_dir/<split>/pat_lst.txt`` (one patient per line,
     no header) and ``out_dir/problems.txt``. The split is by patient, stratified on
     cancer (:func:`patient_split`), unless ``split`` ({patient: split}) gives it,
-    e.g. one made over every image of the data set for the whole-image stage. A view whose state file matches (same rows,
-    split and settings) and whose PNGs exist is not sampled again, so an
-    interrupted run resumes; a view that fails is reported and the rest goes on.
+    e.g. one made over every image of the data set for the whole-image stage.
+
+    Each view is one item of the kit's batch engine (:func:`course_lib.batch.run_batch`):
+    ``processes`` workers, atomic outputs, and a rerun skips the views whose mammogram,
+    lesion rows, split and settings are unchanged and whose PNGs are intact, so an
+    interrupted run resumes. A view that fails is reported and the rest goes on.
     Inputs are only read.
     """
     import pandas as pd
@@ -556,18 +546,21 @@ def sample_patches(root, out_dir, settings=SamplingSettings(), val_size=0.1, tes
     unknown = sorted(set(lesions.patient_id) - set(split))
     if unknown:
         raise ValueError(f"split does not place the patients {unknown[:5]}")
-    records = lesions.to_dict("records")
+    from course_lib.batch import BatchItem, run_batch
+
+    records = json.loads(lesions.to_json(orient="records"))  # plain JSON values for the batch records
     views = {}
     for record in records:
         views.setdefault(_view_name(record), []).append(record)
-    jobs = [(root, out_dir, rows, split[rows[0]["patient_id"]], settings) for _, rows in sorted(views.items())]
-    if processes > 1:
-        with ProcessPoolExecutor(processes) as pool:
-            results = list(pool.map(_sample_one_view, jobs))
-    else:
-        results = [_sample_one_view(job) for job in jobs]
-    rows = [row for index, _ in results for row in index]
-    problems += [p for _, view_problems in results for p in view_problems]
+    items = [BatchItem(name, str(root / rows[0]["full_png"]),
+                       {"rows": rows, "split": split[rows[0]["patient_id"]]})
+             for name, rows in sorted(views.items())]
+    batch = run_batch(items, _sample_view_step, out_dir, {"root": str(root), "sampling": asdict(settings)},
+                      processes=processes, description="sampling patches")
+    results = [batch.records[item.name] for item in items if item.name in batch.records]
+    rows = [row for result in results for row in result["index"]]
+    problems += [p for result in results for p in result["problems"]]
+    problems += [f"{row['source']}: {row['reason']}" for row in batch.failed]
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     with atomic_output(out_dir / "index.csv") as tmp:
         index.to_csv(tmp, index=False)
