@@ -159,15 +159,14 @@ def _cmd_run(args):
 def _cmd_samples(args):
     """``course-kit samples``: regenerate the samples, or check them with ``--check``."""
     from course_lib import samples
-    from course_lib.paths import DATA_SAMPLES, CheckoutRequiredError, require_checkout
+    from course_lib.paths import CheckoutRequiredError, require_checkout
 
-    if args.out is None:
+    if args.out is None:  # the default, data_samples/, is in a checkout only
         try:
             require_checkout("course-kit samples" + (" --check" if args.check else "") + " (without --out)")
         except CheckoutRequiredError as error:
             print(f"course-kit samples: error: {error}", file=sys.stderr)
             return 2
-        args.out = DATA_SAMPLES
     if args.check:
         differences = samples.compare_samples(args.out)
         for difference in differences:
@@ -322,9 +321,11 @@ def build_parser():
                      help="Jupyter kernel to run them in (default: the one of this Python, installed if needed)")
     run.set_defaults(run=_cmd_run)
 
+    from course_lib.paths import DATA_SAMPLES  # None without a checkout: _cmd_samples says so
+
     samples = commands.add_parser("samples", help="regenerate data_samples/ from code, or check it",
                                   epilog="example: course-kit samples --check")
-    samples.add_argument("--out", type=Path, default=None,
+    samples.add_argument("--out", type=Path, default=DATA_SAMPLES,
                          help="sample folder (default: the checkout's data_samples/)")
     samples.add_argument("--check", action="store_true",
                          help="regenerate into a temporary folder and list the files that differ")
