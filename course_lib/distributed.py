@@ -37,7 +37,8 @@ Keras (density, end2end)
 ------------------------
 :func:`keras_strategy` picks ``tf.distribute.MultiWorkerMirroredStrategy`` when
 ``TF_CONFIG`` names several workers, else ``MirroredStrategy`` over the local GPUs (or the
-given devices). Build and compile the model inside ``strategy.scope()``; ``model.fit``
+given devices). Build and compile the model inside ``strategy.scope()``, with its
+BatchNorm layers synchronised (:func:`synchronise_keras_batchnorm`); ``model.fit``
 then splits each batch over the replicas and sums their gradients, each replica's loss
 being divided by the number of replicas. The batch given to ``fit`` (or a ``tf.data``
 pipeline's batch) is the global batch. Keep the recipe's global batch and nothing else
@@ -56,7 +57,7 @@ from dataclasses import dataclass
 __all__ = ["Context", "SINGLE_PROCESS", "TORCHRUN_VARIABLES", "detect_launch", "backend_for", "join",
            "current", "leave", "main_process_only", "local_part", "EpochSampler", "all_sum", "wrap", "unwrap",
            "plain_state_dict", "synchronised_batchnorm", "average_batchnorm_statistics", "keras_strategy",
-           "global_batch_size", "scaled_learning_rate", "use_logical_cpus"]
+           "synchronise_keras_batchnorm", "global_batch_size", "scaled_learning_rate", "use_logical_cpus"]
 
 #: What torchrun sets in every process it starts (multi-node runs set the same).
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -391,6 +392,18 @@ def keras_strategy(devices=None, environ=None):
         gpus = tf.config.list_logical_devices("GPU")
         devices = [device.name for device in gpus] or ["/cpu:0"]
     return tf.distribute.MirroredStrategy(devices=list(devices))
+
+
+def synchronise_keras_batchnorm(model):
+    """Make every BatchNormalization layer of a Keras ``model`` normalise with the global
+    batch's statistics under a ``tf.distribute`` strategy (Keras' default: each replica's
+    own part). Returns the number of layers changed."""
+    import keras
+
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)
 
 
 def global_batch_size(per_replica_batch, replicas):
