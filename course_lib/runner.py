@@ -304,10 +304,10 @@ def write_index(runs, out_dir, facts=None):
 <tr><th>device</th><td>{html.escape(facts["device"])}</td></tr>
 <tr><th>python</th><td>{html.escape(facts["python"])}</td></tr>
 <tr><th>versions</th><td>{html.escape(versions)}</td></tr>
-<tr><th>total</th><td>{total:.1f} s, {n_ok} of {len(runs)} notebooks ok, {n_skipped} real-data section(s) skipped</td></tr>
+<tr><th>total</th><td>{total:.1f} s of notebook run time, {n_ok} of {len(runs)} notebooks ok, {n_skipped} real-data section(s) skipped</td></tr>
 </table>
 <h2>Notebooks</h2>
-<table><tr><th>notebook</th><th>source</th><th>status</th><th>seconds</th><th>skipped real-data sections (why)</th><th>error</th></tr>
+<table><tr><th>notebook</th><th>executed</th><th>status</th><th>seconds</th><th>skipped real-data sections (why)</th><th>error</th></tr>
 {chr(10).join(rows)}
 </table><p>A skipped section printed why: its real data was neither cached, in the mirror
 (<code>COURSE_DATA_MIRROR</code>) nor downloadable; <code>course-kit fetch --list</code> shows where each file is.

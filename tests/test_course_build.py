@@ -74,7 +74,7 @@ def test_index_shows_when_where_and_with_what(course):
     for package in ("course-kit", "numpy", "torch", "tensorflow", "papermill"):
         assert re.search(rf"{package} (\d+\.|not installed)", index), package
     total = sum(run.seconds for run in course.runs)
-    assert f"<td>{total:.1f} s, 1 of 2 notebooks ok, 2 real-data section(s) skipped</td>" in index
+    assert f"<td>{total:.1f} s of notebook run time, 1 of 2 notebooks ok, 2 real-data section(s) skipped</td>" in index
 
 
 def test_index_lists_each_notebook_with_status_time_and_skipped_sections(course):
