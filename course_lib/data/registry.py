@@ -57,9 +57,9 @@ class CacheNotWritableError(DataUnavailableError):
     """The local cache folder cannot be created or written."""
 
 
-def _cache_problem(target, error):
+def _cache_problem(key, target, error):
     return CacheNotWritableError(
-        f"cannot write the data cache at {target.parent} ({type(error).__name__}: "
+        f"cannot get {key!r}: cannot write the data cache at {target.parent} ({type(error).__name__}: "
         f"{getattr(error, 'strerror', None) or error}). Set {CACHE_ENV_VAR} to a writable folder "
         f"(e.g. {CACHE_ENV_VAR}=$HOME/course-data), or {MIRROR_ENV_VAR} to a folder that holds the file."
     )
@@ -239,7 +239,7 @@ def fetch(key, progressbar=False):
         if not os.access(target.parent, os.W_OK):
             raise PermissionError(13, "Permission denied", str(target.parent))
     except OSError as error:
-        raise _cache_problem(target, error) from None
+        raise _cache_problem(key, target, error) from None
     try:
         _download(entry.url, target, progressbar)
     except Exception as error:  # no network, HTTP error, DNS failure, ...

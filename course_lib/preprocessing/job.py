@@ -219,12 +219,32 @@ def _cbis_labels(lesions):
     return cancer_label(**flags)
 
 
+def _csv_lacking(root, column):
+    """The CBIS-DDSM description CSV(s) under ``root`` whose header lacks ``column``."""
+    import csv
+
+    from course_lib.datasets.cbis_ddsm import CSV_NAMES
+
+    lacking = []
+    for path in sorted(Path(root).rglob("*.csv")):
+        if path.name in set(CSV_NAMES.values()):
+            with open(path, newline="", encoding="utf-8", errors="replace") as f:
+                header = next(csv.reader(f), [])
+            if column not in header:
+                lacking.append(str(path))
+    return ", ".join(lacking) or str(root)
+
+
 def _plan_cbis_ddsm(root, output_dir, horizontal_flip):
     """(exams, images, failures) of a CBIS-DDSM download: one exam per patient."""
     from course_lib.datasets.cbis_ddsm import convert_cbis_ddsm
 
     png_dir = output_dir / "cbis_ddsm_png"
-    table = convert_cbis_ddsm(root, png_dir)
+    try:
+        table = convert_cbis_ddsm(root, png_dir)
+    except KeyError as error:  # a column renamed or missing in one of the description CSVs
+        raise ValueError(f"{_csv_lacking(root, error.args[0])}: no column {error.args[0]!r} (renamed or "
+                         "missing?); CBIS-DDSM description CSVs keep the names TCIA publishes") from None
     exams, images, failures = [], [], []
     for patient, lesions in table.groupby("patient_id", sort=True):
         exam = _new_exam(horizontal_flip, patient_id=patient)
