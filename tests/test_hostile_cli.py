@@ -87,8 +87,8 @@ def test_a_cbis_ddsm_csv_with_a_renamed_column_is_named(tmp_path, capsys):
 
 
 def test_unknown_or_mis_cased_profiles_are_reported(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("COURSE_PROFILE", "SMOKE")
-    run_case(capsys, tmp_path, ["env"], code=2, names=["unknown profile 'SMOKE'", "Did you mean 'smoke'"],
+    monkeypatch.setenv("COURSE_PROFILE", "Default")
+    run_case(capsys, tmp_path, ["env"], code=2, names=["unknown profile 'Default'", "Did you mean 'default'"],
              output=None)
 
 
