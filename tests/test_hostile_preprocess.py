@@ -283,3 +283,13 @@ def test_file_names_over_the_file_system_limit_are_shortened(tmp_path):
     (tmp_path / "a.txt").write_text("alpha")
     (row,) = run_batch([BatchItem(name, str(tmp_path / "a.txt"))], copy_step, tmp_path / "out", {}).rows
     assert row["status"] == "ok" and (tmp_path / "out" / f"{name}.bin").is_file()
+
+
+def test_an_image_too_small_for_the_crop_says_so(tmp_path, capsys):
+    exams = png_exam_list(tmp_path / "list")
+    tiny = tmp_path / "list" / "images" / "0_L-CC.png"
+    write_png(tiny, to_png16(phantom(50, "L-CC")[::16, ::16], 12))  # 23 x 15 pixels
+    out = tmp_path / "out"
+    run_case(capsys, tmp_path, ["preprocess", exams, out, *SMALL_ARGS], code=1, names=["3 ok", "1 failed"], output=out)
+    reason = report_of(out).set_index("input").loc[str(tiny), "reason"]
+    assert "too small for 12 erosions" in reason and str(tiny) in reason and "no breast" not in reason
