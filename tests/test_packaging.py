@@ -27,6 +27,13 @@ USED_WITHOUT_IMPORT = {
     "ipykernel": "the kernel the notebooks run in",
     "nbval": "pytest plugin",
 }
+#: What a Colab runtime ships (2025 runtime versions, the oldest a student may meet); pip leaves
+#: them alone when they suffice. tests/test_colab.py has the same names.
+COLAB_VERSIONS = {"torch": "2.6.0", "torchvision": "0.21.0", "tensorflow": "2.18.0", "keras": "3.8.0",
+                  "numpy": "2.0.2", "scipy": "1.14.1", "pandas": "2.2.2", "matplotlib": "3.10.0", "seaborn": "0.13.2",
+                  "scikit-learn": "1.6.1", "scikit-image": "0.25.2", "pillow": "11.1.0", "imageio": "2.37.0",
+                  "tqdm": "4.67.1", "ipywidgets": "7.7.1", "opencv-python-headless": "4.11.0.86",
+                  "requests": "2.32.3", "packaging": "24.2"}
 IMPORT_NAMES = {"scikit-learn": "sklearn", "scikit-image": "skimage", "pillow": "PIL", "grad-cam": "pytorch_grad_cam",
                 "jupyter-server-mathjax": "jupyter_server_mathjax"}
 
@@ -220,3 +227,42 @@ def test_wheel_install_used_inside_a_checkout_finds_it(wheel_install):
     out = subprocess.run([str(wheel_install.python), "-c", code], capture_output=True, text=True,
                          cwd=ROOT / "notebooks", env=wheel_install.env, timeout=60)
     assert out.stdout.split() == [str(ROOT), str(ROOT / "pretrained")], out.stderr
+
+
+def test_no_lesson_extra_forces_colab_to_replace_its_packages():
+    """What pip newly installs for a lesson's extra on Colab (its distributions that Colab lacks,
+    and their dependencies, as installed here) accepts the versions Colab ships, so pip keeps
+    Colab's torch, tensorflow, ipywidgets... (tensordict, for one, needs torch>=2.11: it must stay
+    out of the lesson extras); and the kit's own lower bounds accept them too."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    from packaging.version import Version
+
+    bounds = {r.split(">=")[0].lower(): r.split(">=")[1] for r in PROJECT["project"]["dependencies"]}
+    for extra in set(LESSON_EXTRAS.values()):
+        bounds.update({r.split(">=")[0].lower(): r.split(">=")[1] for r in EXTRAS[extra] if ">=" in r})
+    too_high = {n: b for n, b in bounds.items() if n in COLAB_VERSIONS and Version(b) > Version(COLAB_VERSIONS[n])}
+    assert not too_high, f"lower bounds above Colab's versions: {too_high}"
+    for extra in sorted(set(LESSON_EXTRAS.values())):
+        pending, seen, conflicts = list(expand(extra)), set(), []
+        while pending:
+            name = pending.pop()
+            if name in seen or name in COLAB_VERSIONS:
+                continue
+            seen.add(name)
+            try:
+                requires = importlib.metadata.requires(name) or []
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            for text in requires:
+                requirement = Requirement(text)
+                if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                    continue
+                dependency = requirement.name.lower()
+                pending.append(dependency)
+                colab = COLAB_VERSIONS.get(dependency)
+                if colab and not requirement.specifier.contains(colab, prereleases=True):
+                    conflicts.append(f"{name} needs {requirement}, Colab has {dependency} {colab}")
+        assert not conflicts, f"[{extra}]: {conflicts}"
