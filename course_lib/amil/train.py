@@ -229,6 +229,11 @@ def predict_cnn(model, images, batch_size=8, device="cpu"):
                            for batch in _batches(list(range(len(images))), batch_size)])
 
 
+def _as_stored(model):
+    """Round the weights through float16, as stored, so that the card's metrics are the checkpoint's."""
+    model.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+
+
 #: The SYNTHETIC data of the kit's weights: training and held-out patients never overlap (other seeds).
 PHANTOM_TRAIN_SEED, PHANTOM_TEST_SEED = 1, 2
 
@@ -243,6 +248,7 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
     from course_lib.amil.evaluate import bag_metrics, localisation_auc
 
     start = time.perf_counter()
+    make_deterministic(settings.seed, settings.threads)  # the weights' initialisation too
     train = phantom_patients(train_patients, images_per_patient, PHANTOM_TRAIN_SEED, magnification)
     test = phantom_patients(test_patients, test_images_per_patient, PHANTOM_TEST_SEED, magnification)
     labels, test_labels = train.table["label"].to_numpy(), test.table["label"].to_numpy()
@@ -251,11 +257,13 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
 
         model = PatchCNN(centre_inputs=centre_inputs)
         history = train_cnn(model, train.images, labels, settings, log=log)
+        _as_stored(model)
         probabilities = predict_cnn(model, test.images)
         localisation = None
     else:
         model = AttentionMIL(gated=kind == "gated", centre_inputs=centre_inputs)
         history = train_amil(model, ImageBags(train.images), labels, settings, log=log)
+        _as_stored(model)
         probabilities, attention = predict_bags(model, ImageBags(test.images))
         malignant = np.flatnonzero(test_labels == 1)
         localisation, _ = localisation_auc([attention[k] for k in malignant],
