@@ -28,8 +28,8 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `smoke` | 2-core laptop CPU, no training | 2.5 minutes measured on a shared, heavily loaded 2-core VM (load 10) |
-# | `default` | 2-core laptop CPU, kit's phantom-trained weights, 64×64 inputs, one short training run | 4 minutes measured on the same loaded VM |
+# | `smoke` | 2-core laptop CPU, no training | 49 s measured on a shared 2-core VM (load average 5–8) |
+# | `default` | 2-core laptop CPU, kit's phantom-trained weights, 64×64 inputs, one short training run | 4–4.5 minutes measured on the same VM at load average 10 (244–274 s) |
 # | `full` | GPU; your INFN-layout data set (or phantoms) at 650×650, the original recipe | hours (the original: about 24 h per projection on a K80) |
 #
 # *Not for clinical use. The kit's density models were trained on SYNTHETIC phantoms only; what they say about
