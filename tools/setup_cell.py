@@ -83,12 +83,11 @@ def _first_code_cell_lines(lines):
     raise ValueError("no code cell")
 
 
-def rewrite_source(path, cell):
-    text = Path(path).read_text(encoding="utf-8")
+def rewrite_source(text, cell):
+    """A jupytext percent script's text with its first code cell's body replaced by ``cell``."""
     lines = text.splitlines(keepends=True)
     start, end = _first_code_cell_lines(lines)
-    new = "".join(lines[:start]) + cell + "\n" + "".join(lines[end:])
-    return text, new
+    return "".join(lines[:start]) + cell + "\n" + "".join(lines[end:])
 
 
 # ---------------------------------------------------------------- the stored notebook (.ipynb)
@@ -98,14 +97,22 @@ def _dump(nb):
     return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 
-def rewrite_notebook(path, cell):
-    text = Path(path).read_text(encoding="utf-8")
+def rewrite_notebook(text, cell):
+    """A stored notebook's text with its first code cell's source replaced by ``cell``, and
+    every other byte as it was."""
     nb = json.loads(text)
     if _dump(nb) != text:
-        raise ValueError(f"{path}: not in nbformat's layout, so it cannot be edited byte for byte")
+        raise ValueError("not in nbformat's layout, so it cannot be edited byte for byte")
     first = next(c for c in nb["cells"] if c["cell_type"] == "code")
     first["source"] = cell.splitlines(keepends=True)
-    return text, _dump(nb)
+    return _dump(nb)
+
+
+def rewrite(path, text):
+    """``text`` (the content of notebook or source ``path``) with the lesson's setup cell."""
+    path = Path(path)
+    cell = render(lesson_extra(path.stem))
+    return rewrite_notebook(text, cell) if path.suffix == ".ipynb" else rewrite_source(text, cell)
 
 
 def main(argv=None):
@@ -118,8 +125,8 @@ def main(argv=None):
     paths = sorted(args.notebooks.glob("src/[0-9][0-9]_*.py")) + sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
     differing = []
     for path in paths:
-        rewrite = rewrite_notebook if path.suffix == ".ipynb" else rewrite_source
-        old, new = rewrite(path, render(lesson_extra(path.stem)))
+        old = path.read_text(encoding="utf-8")
+        new = rewrite(path, old)
         if old != new:
             differing.append(path)
             if not args.check:
