@@ -258,7 +258,7 @@ def all_sum(values, context=None):
 def wrap(model, context=None):
     """``model`` in DistributedDataParallel under torchrun, ``model`` itself otherwise.
 
-    Every process starts from the main process's weights (DDP broadcasts them). The
+    Every process starts from the main process's weights and buffers (DDP copies them). The
     BatchNorm buffers are not broadcast at each step: :func:`synchronised_batchnorm`
     keeps them equal on every process.
     """
@@ -269,7 +269,7 @@ def wrap(model, context=None):
 
     model.to(context.device)
     device_ids = [context.device] if context.device.startswith("cuda") else None
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
 
 def unwrap(model):
