@@ -28,7 +28,7 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `smoke` | CI, any CPU | about 30 s (measured: 29 s of CPU time) |
+# | `smoke` | CI, any CPU | about 1 minute (measured with papermill: 58 s, 32 s of CPU time) |
 # | `default` | 2-core laptop CPU, kit's phantom-trained weights | about 1 minute (measured: 59 s; 5 min when the shared VM was overloaded) |
 # | `full` | GPU, the real BreakHis download, one model per magnification, 20 epochs | hours |
 #
