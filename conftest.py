@@ -4,9 +4,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-try:  # TensorFlow first: with torch already loaded, its import can fail (one process runs both)
-    import tensorflow  # noqa: F401
-except ImportError:  # a lesson-only install without TensorFlow
+try:  # torch first: the unit tests run both frameworks in one process, and torchvision imported
+    # after TensorFlow aborts the process (both bring their own LLVM: "Option ... registered more
+    # than once"); in the other order both work.
+    import torchvision  # noqa: F401
+except ImportError:  # a lesson-only install without torch
     pass
 
 BUILD_DIR = Path(__file__).parent / "build"

@@ -24,12 +24,14 @@ def test_bag_is_row_major_tiles_of_the_centre_crop():
         np.testing.assert_allclose(bag[index].numpy(), expected, atol=1e-7)
 
 
-def test_bag_agrees_with_the_core_numpy_reader_and_inverts():
-    from course_lib.datasets.breakhis import image_to_bag as numpy_bag
-
+def test_bag_is_the_centre_crop_in_row_major_order_and_inverts():
     image = np.random.default_rng(1).integers(0, 256, (460, 700, 3), dtype=np.uint8)
     bag = data.image_to_bag(image)
-    np.testing.assert_array_equal(bag.numpy(), numpy_bag(image))
+    assert data.grid_shape() == (16, 25)  # rows 0-5 and 454-459 are dropped
+    for index in range(400):
+        r, c = divmod(index, 25)
+        tile = image[6 + 28 * r: 6 + 28 * (r + 1), 28 * c: 28 * (c + 1)]
+        np.testing.assert_array_equal(bag[index].numpy(), tile.transpose(2, 0, 1) / np.float32(255))
     crop = data.bag_to_image(bag)
     np.testing.assert_array_equal(crop.permute(1, 2, 0).numpy(), image[6:454] / np.float32(255.0))
 
@@ -152,3 +154,27 @@ def test_ucsb_bags():
     bags, labels = data.load_ucsb_breast()
     assert len(bags) == 58 and sum(len(b) for b in bags) == 2002 and bags[0].shape[1] == 708
     assert set(labels.tolist()) == {0, 1}
+
+
+def test_patch_fractions_are_the_tumour_share_of_each_patch():
+    mask = np.zeros((460, 700), bool)
+    mask[6 + 28 * 2: 6 + 28 * 4, 28 * 5: 28 * 6] = True  # patches (2, 5) and (3, 5)
+    mask[6 + 28 * 10: 6 + 28 * 10 + 14, 28 * 20: 28 * 21] = True  # top half of patch (10, 20)
+    mask[:6] = True  # cropped away
+    fractions = data.patch_fractions(mask)
+    expected = np.zeros((16, 25))
+    expected[2, 5] = expected[3, 5] = 1.0
+    expected[10, 20] = 0.5
+    assert fractions.shape == (400,) and np.array_equal(fractions.reshape(16, 25), expected)
+
+
+def test_real_breakhis_images_make_400_patch_bags(registry_file):
+    from PIL import Image
+
+    from course_lib.data import load_registry
+
+    keys = [key for key in load_registry() if key.startswith("breakhis/SOB_")]
+    assert keys, "the registry lists the 13 original BreakHis images"
+    for key in keys:
+        with Image.open(registry_file(key)) as image:
+            assert tuple(data.image_to_bag(np.asarray(image.convert("RGB"))).shape) == (400, 3, 28, 28)

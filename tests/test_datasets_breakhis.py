@@ -9,12 +9,7 @@ import pytest
 from PIL import Image
 
 from course_lib.datasets.breakhis import (
-    GRID_SHAPE,
-    TILE_SIZE,
-    bag_grid_positions,
-    image_to_bag,
     make_amil_layout,
-    mask_to_instance_labels,
     SUBTYPES,
     read_breakhis,
 )
@@ -171,57 +166,3 @@ def test_real_breakhis_files(registry_file):
     assert set(table["patient_id"]) == {"22549AB", "25197", "9133", "21998AB", "3411F", "2523",
                                         "12204", "10147", "9146"}
     assert table["split"].isna().all() and table["mask_path"].isna().all()
-    for path in paths:
-        with Image.open(path) as image:
-            bag = image_to_bag(np.asarray(image.convert("RGB")))
-        assert bag.shape == (400, 3, 28, 28)
-
-
-def test_bag_shape_and_range():
-    image = make_histology(0, "malignant", "DC", 100).image
-    bag = image_to_bag(image)
-    assert bag.shape == (400, 3, 28, 28) and bag.dtype == np.float32
-    assert 0.0 <= bag.min() and bag.max() <= 1.0
-
-
-def test_bag_tiles_are_the_centre_crop_in_row_major_order():
-    image = np.random.default_rng(0).integers(0, 256, (460, 700, 3), dtype=np.uint8)
-    bag = image_to_bag(image)
-    positions = bag_grid_positions()
-    assert positions.shape == (400, 2)
-    assert positions[0].tolist() == [0, 0] and positions[1].tolist() == [0, 1]
-    assert positions[25].tolist() == [1, 0] and positions[-1].tolist() == [15, 24]
-    for index, (r, c) in enumerate(positions):
-        tile = image[6 + 28 * r: 6 + 28 * (r + 1), 28 * c: 28 * (c + 1)]
-        assert np.array_equal(bag[index], tile.transpose(2, 0, 1) / np.float32(255))
-    # rows 0-5 and 454-459 are dropped
-    assert GRID_SHAPE == (16, 25) and 6 + GRID_SHAPE[0] * TILE_SIZE == 454
-
-
-def test_bag_accepts_floats_and_refuses_wrong_sizes():
-    image = np.random.default_rng(1).random((460, 700, 3))
-    assert np.allclose(image_to_bag(image)[0], image[6:34, :28].transpose(2, 0, 1))
-    with pytest.raises(ValueError):
-        image_to_bag(np.zeros((460, 600, 3), np.uint8))
-    with pytest.raises(ValueError):
-        image_to_bag(np.zeros((460, 700), np.uint8))
-
-
-def test_instance_labels_are_tile_fractions():
-    mask = np.zeros((460, 700), bool)
-    mask[6 + 28 * 2: 6 + 28 * 4, 28 * 5: 28 * 6] = True  # tiles (2, 5) and (3, 5)
-    mask[6 + 28 * 10: 6 + 28 * 10 + 14, 28 * 20: 28 * 21] = True  # top half of tile (10, 20)
-    mask[:6] = True  # cropped away
-    fractions = mask_to_instance_labels(mask)
-    assert fractions.shape == (400,) and fractions.dtype == np.float32
-    expected = np.zeros(GRID_SHAPE)
-    expected[2, 5] = expected[3, 5] = 1.0
-    expected[10, 20] = 0.5
-    assert np.array_equal(fractions.reshape(GRID_SHAPE), expected)
-
-
-def test_instance_labels_of_a_phantom():
-    phantom = make_histology(2, "malignant", "DC", 200)
-    fractions = mask_to_instance_labels(phantom.tumour_mask.astype(np.uint8) * 255)
-    assert np.isclose(fractions.mean(), phantom.tumour_mask[6:454].mean(), atol=1e-6)
-    assert not mask_to_instance_labels(make_histology(2, "benign", "F", 200).tumour_mask).any()

@@ -1,4 +1,6 @@
-"""BreakHis on disk: its file-name convention, readers of its layouts, the A-MIL layout and MIL bags.
+"""BreakHis on disk: its file-name convention, readers of its layouts, and the A-MIL layout.
+
+(The A-MIL bags are built in :mod:`course_lib.amil.data`.)
 
 BreakHis [1]_ has 7,909 RGB PNGs of 700 x 460 px from 82 patients, at 40X,
 100X, 200X and 400X. Every file name carries all labels
@@ -44,7 +46,6 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from course_lib.io import atomic_output
@@ -52,10 +53,6 @@ from course_lib.io import atomic_output
 
 __all__ = [
     "LAYOUTS",
-    "BAG_CROP_TOP",
-    "BAG_SHAPE",
-    "TILE_SIZE",
-    "GRID_SHAPE",
     "BENIGN_SUBTYPES",
     "MALIGNANT_SUBTYPES",
     "SUBTYPES",
@@ -64,22 +61,12 @@ __all__ = [
     "parse_breakhis_filename",
     "read_breakhis",
     "make_amil_layout",
-    "image_to_bag",
-    "bag_grid_positions",
-    "mask_to_instance_labels",
 ]
 
 LAYOUTS = ("kaggle", "archive")
 ARCHIVE_ROOT = Path("BreaKHis_v1", "histology_slides", "breast")
 MASKS_FOLDER = "masks"
 FOLDS_FILE = "Folds.csv"
-
-#: A-MIL bag geometry (Patil et al. 2019; docs/original_pipelines.md, A-MIL bags): the 460 x 700 image is centre-cropped
-#: to 448 x 700, keeping rows 6..453, and cut into 16 x 25 tiles of 28 x 28.
-BAG_SHAPE = (448, 700)
-TILE_SIZE = 28
-GRID_SHAPE = (BAG_SHAPE[0] // TILE_SIZE, BAG_SHAPE[1] // TILE_SIZE)
-BAG_CROP_TOP = 6
 
 _COLUMNS = ["path", "label", "class_name", "subtype", "patient_id", "magnification",
             "split", "fold", "mask_path"]
@@ -323,68 +310,3 @@ def _place(source, target, mode):
     tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
     os.symlink(source.resolve(), tmp)
     os.replace(tmp, target)
-
-
-# --------------------------------------------------------------------------- bags
-
-def _bag_crop(array):
-    """Centre crop to 448 x 700 rows x cols, rounding the top offset like torchvision."""
-    rows, cols = array.shape[:2]
-    if rows < BAG_SHAPE[0] or cols != BAG_SHAPE[1]:
-        raise ValueError(f"expected a BreakHis image of >= {BAG_SHAPE[0]} x {BAG_SHAPE[1]} "
-                         f"(rows x cols), got {rows} x {cols}")
-    top = int(round((rows - BAG_SHAPE[0]) / 2.0))
-    return array[top: top + BAG_SHAPE[0]]
-
-
-def image_to_bag(image):
-    """One BreakHis image as an A-MIL bag of 400 instances.
-
-    Centre-crop to 448 x 700 (rows 6..453 of a 460-row image), cut into
-    16 x 25 non-overlapping 28 x 28 tiles in row-major order, scale to [0, 1];
-    no normalisation (docs/original_pipelines.md, A-MIL bags).
-
-    Parameters
-    ----------
-    image : (rows, 700, 3) uint8, or float in [0, 1]
-
-    Returns
-    -------
-    bag : (400, 3, 28, 28) float32 ndarray
-        ``bag[r * 25 + c]`` is the tile at rows ``6 + 28 r``, cols ``28 c``.
-    """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an RGB image (rows, cols, 3), got shape {image.shape}")
-    crop = _bag_crop(image)
-    crop = crop.astype(np.float32) / 255.0 if crop.dtype == np.uint8 else crop.astype(np.float32)
-    tiles = crop.reshape(GRID_SHAPE[0], TILE_SIZE, GRID_SHAPE[1], TILE_SIZE, 3)
-    return np.ascontiguousarray(tiles.transpose(0, 2, 4, 1, 3).reshape(-1, 3, TILE_SIZE, TILE_SIZE))
-
-
-def bag_grid_positions():
-    """(400, 2) int array: the (row, col) grid index of each bag instance, row-major.
-
-    The tile of instance ``i`` covers image rows ``6 + 28 * row`` and columns
-    ``28 * col`` onwards, 28 px each way.
-    """
-    rows, cols = np.unravel_index(np.arange(GRID_SHAPE[0] * GRID_SHAPE[1]), GRID_SHAPE)
-    return np.stack([rows, cols], axis=1)
-
-
-def mask_to_instance_labels(mask):
-    """Fraction of each bag tile inside a mask (e.g. the tumour), in bag order.
-
-    Parameters
-    ----------
-    mask : (rows, 700) bool or 0/255 array
-
-    Returns
-    -------
-    fractions : (400,) float32 ndarray
-        Use ``fractions > 0.5`` as instance labels, or the fractions to score
-        attention maps.
-    """
-    crop = _bag_crop(np.asarray(mask) > 0)
-    tiles = crop.reshape(GRID_SHAPE[0], TILE_SIZE, GRID_SHAPE[1], TILE_SIZE)
-    return tiles.mean(axis=(1, 3), dtype=np.float32).reshape(-1)
