@@ -36,19 +36,29 @@
 # real mammograms means nothing. Synthetic images are always labelled SYNTHETIC.*
 
 # %%
-# Setup. On Google Colab this clones the kit and installs it on top of Colab's own
-# torch and tensorflow (the kit only sets lower bounds, so they are left alone).
-# Anywhere else it does nothing: use `make course`, or the conda environment.yml.
+# Setup. On Google Colab this clones the kit at the release this notebook belongs to and installs
+# this lesson's extra on top of Colab's own packages (the kit sets lower bounds only, so Colab's
+# torch, tensorflow and ipywidgets stay). Running it again changes nothing.
+# Anywhere else it does nothing: use `make course`, or the conda environment.yml (see README).
 import os
 import subprocess
 import sys
 
-if "google.colab" in sys.modules and not os.path.isdir("course-kit"):
-    subprocess.run(["git", "clone", "--depth", "1",
-                    "https://github.com/breast-imaging-course/course-kit"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "course-kit[dicom]"], check=True)
-    sys.path.insert(0, os.path.abspath("course-kit"))
-    os.chdir("course-kit/notebooks")
+KIT_RELEASE, KIT_EXTRA = "v0.1.0", "density"
+if "google.colab" in sys.modules:
+    # Absolute, and remembered: this cell changes directory, and may run again.
+    kit = os.environ.setdefault("COURSE_KIT_CHECKOUT", os.path.abspath("course-kit"))
+    if not os.path.isdir(os.path.join(kit, "course_lib")):
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", KIT_RELEASE,
+                        "https://github.com/breast-imaging-course/course-kit", kit], check=True)
+    installed = os.path.join(kit, f".installed-{KIT_EXTRA}")
+    if not os.path.exists(installed):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{kit}[{KIT_EXTRA}]"],
+                       check=True)
+        open(installed, "w").close()
+    if kit not in sys.path:
+        sys.path.insert(0, kit)
+    os.chdir(os.path.join(kit, "notebooks"))
 
 # %% tags=["parameters"]
 import os
