@@ -188,10 +188,22 @@ def _cmd_preprocess(args):
     are incomplete, 2: bad input (see :func:`main`)."""
     from course_lib.preprocessing.job import preprocess, summary_line
 
-    target = args.preprocess_targets[args.target](args)
-    report = preprocess(args.input, args.output, target, kind=args.input_kind, processes=args.processes,
-                        horizontal_flip=args.horizontal_flip, image_dir=args.image_dir,
-                        laterality=dict(args.laterality or ()))
+    if args.merge:  # the shards of an array job (course_lib.preprocessing.shards)
+        from course_lib.preprocessing.shards import merge
+
+        args.output = args.merge[0]
+        report = merge(args.merge)
+    elif args.input is None or args.output is None:
+        raise ValueError("give the input and the output folder (or --merge OUT... to merge shards)")
+    else:
+        target = args.preprocess_targets[args.target](args)
+        report = preprocess(args.input, args.output, target, kind=args.input_kind, processes=args.processes,
+                            horizontal_flip=args.horizontal_flip, image_dir=args.image_dir,
+                            laterality=dict(args.laterality or ()), shard=args.shard)
+    if args.shard and not args.merge:
+        print(f"{summary_line(report, args.output).split(':')[0]} in shard {args.shard}; once every shard "
+              f"is done: course-kit preprocess --merge {args.output}")
+        return 1 if (report["status"] == "failed").any() else 0
     print(summary_line(report, args.output))
     incomplete = report.attrs.get("incomplete_exams", [])
     for exam, problems in incomplete:
@@ -246,8 +258,12 @@ def _add_preprocess_parser(commands, clis):
         description="Preprocess a data set for one pipeline: resumable, parallel, atomic; inputs are only read.",
         epilog="example: course-kit preprocess dicoms/ out/ --for gmic --processes 2",
     )
-    parser.add_argument("input", help="folder of DICOM files, CBIS-DDSM download, or exam list (.json/.pkl)")
-    parser.add_argument("output", help="output folder; an existing one is resumed")
+    parser.add_argument("input", nargs="?", help="folder of DICOM files, CBIS-DDSM download, or exam list (.json/.pkl)")
+    parser.add_argument("output", nargs="?", help="output folder; an existing one is resumed")
+    parser.add_argument("--shard", metavar="K/N", default=None,
+                        help="process shard K of N only (an array job's task); then merge with --merge")
+    parser.add_argument("--merge", nargs="+", metavar="OUT", default=None,
+                        help="write the exam list and report of finished shards (into the first OUT)")
     targets = {name: cli.preprocess_target for name, cli in clis.items() if hasattr(cli, "preprocess_target")}
     parser.add_argument("--for", dest="target", choices=sorted(targets), default="gmic",
                         help="the pipeline whose preprocessing to run (default: gmic)")

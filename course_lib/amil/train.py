@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from course_lib import distributed
 from course_lib.amil.data import CROP_SHAPE, PATCH_SIZE, image_to_bag, pad_bags
 from course_lib.amil.model import AttentionMIL, bag_nll
 
@@ -80,6 +81,10 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
     ``after_epoch(epoch, model)``, if given, is called after each epoch (e.g. to
     score held-out bags); the model is put back in training mode afterwards.
 
+    Under ``torchrun`` (:mod:`course_lib.distributed`) each process passes the same bags and
+    takes its part of every batch: ``settings.batch_size`` is the global batch (at least the
+    number of processes), the gradients are those of one process, only the main process logs.
+
     Returns
     -------
     history : dict
@@ -91,7 +96,11 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
     if len(bags) != len(labels):
         raise ValueError(f"{len(bags)} bags but {len(labels)} labels")
     make_deterministic(settings.seed, settings.threads)
+    context = distributed.join(device)
+    device = context.device
+    log = None if log is None else distributed.main_process_only(log)
     model.to(device).train()
+    trained = distributed.wrap(model)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.999),
                                  weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -100,19 +109,21 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
         total_loss, correct = 0.0, 0
         for batch in _batches(torch.randperm(len(bags), generator=generator).tolist(), settings.batch_size):
             start = time.perf_counter()
+            batch, share = distributed.local_part(batch)  # all of it on a single process (share 1)
             padded, mask = pad_bags([bags[i] for i in batch])
             middle = time.perf_counter()
             target = labels[batch].to(device)
-            output = model(padded.to(device), mask.to(device))
+            output = trained(padded.to(device), mask.to(device))
             losses = bag_nll(output.probability, target)
             optimiser.zero_grad()
-            losses.mean().backward()
+            (losses.mean() * share).backward()
             optimiser.step()
             history["data_seconds"] += middle - start
             history["model_seconds"] += time.perf_counter() - middle
             history["steps"] += 1
             total_loss += float(losses.detach().sum())
             correct += int(((output.probability.detach() >= 0.5).float() == target).sum())
+        total_loss, correct = distributed.all_sum([total_loss, correct])
         history["loss"].append(total_loss / len(bags))
         history["accuracy"].append(correct / len(bags))
         if log is not None:

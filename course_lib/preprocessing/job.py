@@ -360,7 +360,7 @@ def _check_folders(kind, input_path, output_dir, images, image_dir):
 
 
 def preprocess(input_path, output_dir, target, *, kind=None, processes=None, horizontal_flip="NO",
-               image_dir=None, laterality=None):
+               image_dir=None, laterality=None, shard=None):
     """Run ``target``'s step on every image of a data set; see the module docstring.
 
     Parameters
@@ -383,6 +383,9 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
     laterality : dict, optional
         DICOM folders only: ``{file name or path: "L" or "R"}``, the laterality of files whose
         tags are wrong or missing (the command line's ``--laterality FILE=L``).
+    shard : str, optional
+        ``"K/N"``: process only shard K of N (:mod:`course_lib.preprocessing.shards`); the exam
+        list and report are written by ``shards.merge`` once every shard is done.
 
     Returns
     -------
@@ -391,8 +394,6 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
         :data:`REPORT_COLUMNS`, sorted by input. ``report.attrs["incomplete_exams"]`` lists
         ``(exam, problems)`` of the exams written with ``problems``.
     """
-    import pandas as pd
-
     input_path, output_dir = Path(input_path).resolve(), Path(output_dir).resolve()
     kind = kind or detect_input_kind(input_path)
     if kind not in INPUT_KINDS:
@@ -424,10 +425,21 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
         raise ValueError(f"no usable image in {input_path}" + (f": {reasons}" if reasons else
                          " (no files found): give a folder of DICOM files, a CBIS-DDSM download or an exam list"))
     output_dir.mkdir(parents=True, exist_ok=True)
+    if shard is not None:
+        from course_lib.preprocessing.shards import run_shard
+
+        return run_shard(shard, output_dir, target, exams, images, failures, processes)
     batch = run_batch([image.item() for image in images], target.step, output_dir, target.settings,
                       processes, description=f"preprocessing for {target.name}")
     rows = {row["name"]: row for row in batch.rows}
-    finished = _finish_exams(exams, rows, batch.records, target.result_keys)
+    return write_outputs(output_dir, exams, images, failures, rows, batch.records, target.result_keys)
+
+
+def write_outputs(output_dir, exams, images, failures, rows, records, result_keys):
+    """Write ``exam_list.json`` and ``report.csv`` of a run (or of merged shards); return the report."""
+    import pandas as pd
+
+    finished = _finish_exams(exams, rows, records, result_keys)
     write_exam_list(output_dir / "exam_list.json", finished)
     report_rows = failures + [
         {"input": image.input, "short_name": image.short_name, "view": image.view,
