@@ -183,6 +183,13 @@ def _cmd_samples(args):
     return 0
 
 
+def _shard(text):
+    """The ``--shard K/N`` of ``course-kit preprocess`` (None: the whole data set)."""
+    from course_lib.preprocessing.shards import Shard
+
+    return None if text is None else Shard.parse(text)
+
+
 def _cmd_preprocess(args):
     """``course-kit preprocess``; exit code 0: all succeeded, 1: some images failed or some exams
     are incomplete, 2: bad input (see :func:`main`)."""
@@ -199,7 +206,7 @@ def _cmd_preprocess(args):
         target = args.preprocess_targets[args.target](args)
         report = preprocess(args.input, args.output, target, kind=args.input_kind, processes=args.processes,
                             horizontal_flip=args.horizontal_flip, image_dir=args.image_dir,
-                            laterality=dict(args.laterality or ()), shard=args.shard)
+                            laterality=dict(args.laterality or ()), shard=_shard(args.shard))
     if args.shard and not args.merge:
         print(f"{summary_line(report, args.output).split(':')[0]} in shard {args.shard}; once every shard "
               f"is done: course-kit preprocess --merge {args.output}")

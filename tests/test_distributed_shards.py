@@ -67,7 +67,8 @@ def killed_shard(input_dir, output_dir, shard):
             "import dataclasses, test_distributed_shards as t\n"
             "from course_lib.preprocessing.job import preprocess\n"
             "target = dataclasses.replace(t.TARGET, step=t.killing_step)\n"
-            "preprocess(sys.argv[2], sys.argv[3], target, processes=1, shard=sys.argv[4])\n")
+            "from course_lib.preprocessing.shards import Shard\n"
+            "preprocess(sys.argv[2], sys.argv[3], target, processes=1, shard=Shard.parse(sys.argv[4]))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(input_dir),
                            str(output_dir), shard], env=env, capture_output=True, text=True, timeout=300)
@@ -98,7 +99,7 @@ def test_shard_choice_depends_on_the_name_alone():
 def test_two_shards_in_one_folder_merge_into_the_single_run(single, tmp_path):
     input_dir, reference = single
     shared = tmp_path / "shared"
-    reports = [preprocess(input_dir, shared, TARGET, processes=1, shard=f"{k}/2") for k in (1, 2)]
+    reports = [preprocess(input_dir, shared, TARGET, processes=1, shard=Shard(k, 2)) for k in (1, 2)]
     assert not (shared / "exam_list.json").exists()  # only the merge writes it
     assert sum(len(r) for r in reports) == len(pd.read_csv(reference / "report.csv"))
     assert all(len(r[r.status == "ok"]) >= 1 for r in reports)
@@ -117,10 +118,10 @@ def test_a_killed_shard_resumes_and_the_merge_still_equals_the_single_run(single
     assert len(done_before_kill) == KILL_AT_CALL - 1
     with pytest.raises(ValueError, match="no finished shard"):
         merge([first, second])
-    preprocess(input_dir, second, TARGET, processes=1, shard="2/2")
+    preprocess(input_dir, second, TARGET, processes=1, shard=Shard(2, 2))
     with pytest.raises(ValueError, match=r"shard\(s\) 1/2 have not finished"):
         merge([first, second])
-    resumed = preprocess(input_dir, first, TARGET, processes=1, shard="1/2")
+    resumed = preprocess(input_dir, first, TARGET, processes=1, shard=Shard(1, 2))
     assert sorted(resumed.short_name[resumed.status == "skipped"]) == done_before_kill
     merged = tmp_path / "merged"
     merge([first, second], merged)

@@ -383,8 +383,8 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
     laterality : dict, optional
         DICOM folders only: ``{file name or path: "L" or "R"}``, the laterality of files whose
         tags are wrong or missing (the command line's ``--laterality FILE=L``).
-    shard : str, optional
-        ``"K/N"``: process only shard K of N (:mod:`course_lib.preprocessing.shards`); the exam
+    shard : Shard, optional
+        ``Shard.parse("K/N")``: process only shard K of N (:mod:`course_lib.preprocessing.shards`); the exam
         list and report are written by ``shards.merge`` once every shard is done.
 
     Returns
@@ -425,10 +425,8 @@ def preprocess(input_path, output_dir, target, *, kind=None, processes=None, hor
         raise ValueError(f"no usable image in {input_path}" + (f": {reasons}" if reasons else
                          " (no files found): give a folder of DICOM files, a CBIS-DDSM download or an exam list"))
     output_dir.mkdir(parents=True, exist_ok=True)
-    if shard is not None:
-        from course_lib.preprocessing.shards import run_shard
-
-        return run_shard(shard, output_dir, target, exams, images, failures, processes)
+    if shard is not None:  # a course_lib.preprocessing.shards.Shard
+        return shard.run(output_dir, target, exams, images, failures, processes)
     batch = run_batch([image.item() for image in images], target.step, output_dir, target.settings,
                       processes, description=f"preprocessing for {target.name}")
     rows = {row["name"]: row for row in batch.rows}

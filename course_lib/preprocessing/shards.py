@@ -73,6 +73,10 @@ class Shard:
     def __str__(self):
         return f"{self.index}/{self.count}"
 
+    def run(self, output_dir, target, exams, images, failures, processes):
+        """:func:`run_shard` of this shard (what ``preprocess(..., shard=)`` calls)."""
+        return run_shard(self, output_dir, target, exams, images, failures, processes)
+
 
 def _json(value):
     """JSON text of ``value``; NumPy scalars and arrays become numbers and lists."""
