@@ -628,6 +628,11 @@ redraw_on_change([widgets.Dropdown(options=list(PROJECTIONS), description="proje
                                    value=layer_name, description="layer")], draw_real_map)
 
 # %% [markdown]
+# ## Scaling out (briefly)
+#
+# Data parallelism copies the model to N devices, gives each 1/N of every batch and averages their gradients, so all copies take the step one device would take on the whole (global) batch; a larger global batch allows a larger learning rate (the linear rule, Goyal et al. 2017), and BatchNorm statistics must be averaged over the devices too. The Keras trainers scale out with `tf.distribute`: `course_lib.distributed.keras_strategy()` picks `MirroredStrategy` (all local GPUs) or `MultiWorkerMirroredStrategy` (machines listed in `TF_CONFIG`). Notebook 05 measures what it would buy.
+
+# %% [markdown]
 # ## Summary
 #
 # - The INFN ResNet is rebuilt in Keras 3 with the original's counts (41 convolutions, 2,262,660 parameters,

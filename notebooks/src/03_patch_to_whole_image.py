@@ -531,6 +531,11 @@ print(f"patch model parameters: kit_small {kit_patch.count_params():,}; ResNet50
 #    the three points of section 10 before suspecting the model.
 
 # %% [markdown]
+# ## Scaling out (briefly)
+#
+# Data parallelism copies the model to N devices, gives each 1/N of every batch and averages their gradients, so all copies take the step one device would take on the whole (global) batch; a larger global batch allows a larger learning rate (the linear rule, Goyal et al. 2017), and BatchNorm statistics must be averaged over the devices too. The Keras trainers scale out with `tf.distribute`: `course_lib.distributed.keras_strategy()` picks `MirroredStrategy` or `MultiWorkerMirroredStrategy`; patch sampling splits over an array job like `course-kit preprocess --shard K/N`. Notebook 05 measures what it would buy.
+
+# %% [markdown]
 # ## Summary
 #
 # - A patch classifier taught with lesion masks becomes a whole-image classifier by applying its convolutional trunk

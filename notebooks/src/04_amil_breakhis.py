@@ -485,6 +485,11 @@ else:
     print("real BreakHis training runs in the full profile with BREAKHIS_ROOT set")
 
 # %% [markdown]
+# ## Scaling out (briefly)
+#
+# Data parallelism copies the model to N devices, gives each 1/N of every batch and averages their gradients, so all copies take the step one device would take on the whole (global) batch; a larger global batch allows a larger learning rate (the linear rule, Goyal et al. 2017), and BatchNorm statistics must be averaged over the devices too. The A-MIL trainer runs unchanged under `torchrun --nproc_per_node N` (DistributedDataParallel, `course_lib.distributed`): each process takes 1/N of every batch of bags. Notebook 05 measures what it would buy.
+
+# %% [markdown]
 # ## Summary
 #
 # - An image is a bag of 400 patches of 28×28 px from its 448×700 centre, made by two `unfold`s.

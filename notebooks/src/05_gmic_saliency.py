@@ -603,6 +603,24 @@ for label, card in cards.items():
           f"  held-out test metrics {card['test_metrics']}")
 
 # %% [markdown]
+# ## When one machine is not enough: data parallelism
+#
+# Copy the model to N devices and give each a different 1/N of every batch. Each copy computes the gradients
+# of its part; they are averaged over the copies, so every copy takes the same step, the step one device would
+# take on the whole batch. That **global batch** is what the optimiser sees: keep it fixed and only the speed
+# changes. Grow it N-fold to keep every device busy and the averaged gradient gets less noisy, so larger steps
+# become possible: the linear rule scales the learning rate by N, with a warm-up (Goyal et al., 2017).
+# BatchNorm must then average its statistics over all devices too, or each copy normalises with its own,
+# smaller batch; and GMIC's BatchNorm re-estimation after training must see the whole training set once, not
+# one shard.
+#
+# The kit's trainers run unchanged under `torchrun --nproc_per_node N` (PyTorch DistributedDataParallel,
+# `course_lib.distributed`), and `course-kit preprocess ... --shard K/N` then `--merge` splits preprocessing over
+# an array job; the README shows a SLURM script. On this 2-core CPU GMIC trains at about 0.7 images/s at quarter
+# scale, so one epoch of 640 phantom views takes about 15 minutes; N GPUs would divide that by nearly N. That is
+# an estimate from the step time: no GPU was available to measure it (`benchmarks/bench_distributed.py`).
+
+# %% [markdown]
 # ## Summary
 #
 # - GMIC reads the whole window with a small network and only six crops with a large one: that is what makes
