@@ -145,11 +145,11 @@ def _cmd_run(args):
     try:
         if notebooks is None:
             require_checkout("course-kit run (without notebook paths)")
-        kernel = args.kernel or runner.current_kernel()
+        runner.kernel_options(args.kernel)  # an unknown --kernel fails here, before any notebook runs
     except (CheckoutRequiredError, LookupError) as error:
         print(f"course-kit run: error: {error}", file=sys.stderr)
         return 2
-    runs = runner.run_course(args.out, args.profile, notebooks, html_export=not args.no_html, kernel=kernel)
+    runs = runner.run_course(args.out, args.profile, notebooks, html_export=not args.no_html, kernel=args.kernel)
     print()
     print(runner.format_timing_table(runs))
     print(f"\nindex: {Path(args.out) / 'index.html'}")

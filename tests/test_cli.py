@@ -61,3 +61,14 @@ def test_unknown_command_exits_with_usage():
     with pytest.raises(SystemExit) as exit_:
         cli.main(["frobnicate"])
     assert exit_.value.code == 2
+
+
+@pytest.mark.notebook
+def test_run_executes_a_notebook_and_writes_the_index(tmp_path, capsys):
+    # `make course` is `course-kit run`: one notebook in the smoke profile, end to end.
+    from course_lib.paths import NOTEBOOKS
+
+    notebook = NOTEBOOKS / "00_getting_started.ipynb"
+    assert cli.main(["run", str(notebook), "--profile", "smoke", "--out", str(tmp_path), "--no-html"]) == 0
+    assert (tmp_path / "index.html").is_file() and (tmp_path / notebook.name).is_file()
+    assert "00_getting_started  smoke    ok" in capsys.readouterr().out
