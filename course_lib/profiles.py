@@ -26,7 +26,7 @@ def get_profile(name=None):
     if name is None:
         name = os.environ.get(PROFILE_ENV_VAR) or "default"
     if name not in PROFILES:
-        close = difflib.get_close_matches(str(name), PROFILES, n=1)
+        close = difflib.get_close_matches(str(name).lower(), PROFILES, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownProfileError(
             f"unknown profile {name!r}: valid profiles are {', '.join(PROFILES)}.{hint} "

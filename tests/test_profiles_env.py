@@ -61,3 +61,10 @@ def test_pick_device_falls_back_to_cpu(monkeypatch):
     assert pick_device().type == "cpu"
     with pytest.warns(UserWarning, match="CUDA is not available"):
         assert pick_device("cuda").type == "cpu"
+
+
+def test_a_mis_cased_profile_is_refused_with_the_right_name():
+    from course_lib.profiles import UnknownProfileError, get_profile
+
+    with pytest.raises(UnknownProfileError, match="Did you mean 'smoke'"):
+        get_profile("SMOKE")
