@@ -26,7 +26,7 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `default` | 2-core CPU (shared) | 19 s (measured) |
+# | `default` | 2-core CPU | 11 s measured on an idle 2-core VM (nbval in CI), 19 s on a busy one |
 # | `full` | any (full-size phantoms; nothing here needs a GPU) | not measured in this session |
 #
 # *Not for clinical use. Synthetic images are always labelled synthetic.*

@@ -24,7 +24,7 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `default` | 2-core CPU (shared) | 43 s (measured) |
+# | `default` | 2-core CPU | 25 s measured on an idle 2-core VM (nbval in CI), 43 s on a busy one |
 # | `full` | any (full-size phantoms) | not measured in this session |
 #
 # *Not for clinical use. Synthetic images are always labelled SYNTHETIC.*

@@ -28,8 +28,8 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `smoke` | 2-core laptop CPU, no training | 49 s measured on a shared 2-core VM (load average 5–8) |
-# | `default` | 2-core laptop CPU, kit's phantom-trained weights, 64×64 inputs, one short training run | 4–4.5 minutes measured on the same VM at load average 10 (244–274 s) |
+# | `smoke` | 2-core laptop CPU, no training | 34 s measured on an idle 2-core VM (CI), 49 s on a busy one |
+# | `default` | 2-core laptop CPU, kit's phantom-trained weights, 64×64 inputs, one short training run | 72 s measured on an idle 2-core VM (nbval in CI); 4–4.5 minutes at load average 10 |
 # | `full` | GPU; your INFN-layout data set (or phantoms) at 650×650, the original recipe | hours (the original: about 24 h per projection on a K80) |
 #
 # *Not for clinical use. The kit's density models were trained on SYNTHETIC phantoms only; what they say about

@@ -24,7 +24,7 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `default` | 2-core CPU, SYNTHETIC phantoms, kit's phantom-trained weights + a short training run | 5½ minutes measured on a busy shared 2-core VM (load average 9); less on an idle one |
+# | `default` | 2-core CPU, SYNTHETIC phantoms, kit's phantom-trained weights + a short training run | 73 s measured on an idle 2-core VM (nbval in CI); 5½ minutes on a busy one (load average 9) |
 # | `full` | GPU, the lesson's full recipe on phantoms (documents the real CBIS-DDSM run) | not timed as a notebook: the same recipe via `course-kit end2end train` took 4½ minutes on the busy 2-core VM, so about 10 minutes in all; days on CBIS-DDSM |
 #
 # *Not for clinical use. The kit's weights were trained on SYNTHETIC phantoms only; their outputs on real

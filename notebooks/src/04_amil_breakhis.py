@@ -28,8 +28,8 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `smoke` | CI, any CPU | about 1 minute (measured with papermill: 58 s, 32 s of CPU time) |
-# | `default` | 2-core laptop CPU, kit's phantom-trained weights | about 1 minute (measured: 59 s; 5 min when the shared VM was overloaded) |
+# | `smoke` | CI, any CPU | 29 s measured on an idle 2-core VM (papermill in CI), 58 s on a busy one |
+# | `default` | 2-core laptop CPU, kit's phantom-trained weights | 60 s measured on an idle 2-core VM (nbval in CI); 5 min when the VM was overloaded |
 # | `full` | GPU, the real BreakHis download, one model per magnification, 20 epochs | hours |
 #
 # *Not for clinical use. The kit's weights were trained on SYNTHETIC phantoms only; their outputs on real BreakHis

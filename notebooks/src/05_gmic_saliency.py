@@ -28,7 +28,7 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `default` | 2-core CPU (shared), kit's phantom-trained weights | 341 s (measured once, on a shared machine) |
+# | `default` | 2-core CPU (shared), kit's phantom-trained weights | 43 s measured on an idle 2-core VM (nbval in CI); 341 s on a busy shared one |
 # | `full` | GPU, official weights, training at full resolution | not measured here (no GPU); about an hour of training per 120 exams is a guess |
 #
 # *Not for clinical use. The kit's own weights were trained on SYNTHETIC phantoms only; their numbers on real
