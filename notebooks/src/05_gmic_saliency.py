@@ -381,7 +381,7 @@ assert torch.allclose(alpha, out.patch_attns[0], atol=1e-6) and torch.allclose(z
 # %%
 # NBVAL_CHECK_OUTPUT
 global_vec = out.h_g[0].amax(dim=(1, 2))                            # (256,)
-weight, bias = model.fusion_dnn.weight, model.fusion_dnn.bias       # (2, 768), (2,)
+weight, bias = model.fusion_dnn.weight.detach(), model.fusion_dnn.bias.detach()  # (2, 768), (2,)
 with torch.no_grad():
     from_global, from_crops = weight[:, :256] @ global_vec, weight[:, 256:] @ z
     y_fusion_by_hand = torch.sigmoid(from_global + from_crops + bias)
