@@ -18,5 +18,6 @@ What lives where:
 - :mod:`~course_lib.gmic.gradcam`: Grad-CAM of the global network, for comparison;
 - :mod:`~course_lib.gmic.figures`: the official per-image figure;
 - :mod:`~course_lib.gmic.data`: GMIC's sample-data layout written with phantoms;
+- :mod:`~course_lib.gmic.exercises`: the checks of lesson 05's exercises;
 - :mod:`~course_lib.gmic.cli`: ``course-kit gmic predict`` and ``course-kit gmic train``.
 """
