@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from course_lib.io import atomic_output
+from course_lib.io import atomic_output, sha256_file
 
 __all__ = ["BatchItem", "BatchReport", "safe_name", "contained_path", "unique_name", "run_batch", "map_items",
            "remove_stale_temporary_files"]
@@ -136,14 +136,6 @@ class BatchReport:
         return [row for row in self.rows if row["status"] == "failed"]
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _plain(value):
     """``value`` as JSON reads it back (tuples become lists), for comparisons with records."""
     return json.loads(json.dumps(value))
@@ -157,7 +149,7 @@ def _fingerprint(item, settings):
     return {
         "source": item.source,
         "size": status.st_size,
-        "sha256": _sha256(item.source),
+        "sha256": sha256_file(item.source),
         "options": _plain(item.options),
         "settings": _plain(settings),
     }
@@ -175,7 +167,7 @@ def _valid_record(item, output_dir, fingerprint):
         outputs, _ = record["outputs"], record["result"]  # a record missing either is redone
         if any(record.get(key) != value for key, value in fingerprint.items()):
             return None
-        if not all(_sha256(Path(output_dir) / rel) == digest for rel, digest in outputs.items()):
+        if not all(sha256_file(Path(output_dir) / rel) == digest for rel, digest in outputs.items()):
             return None
         return record
     except (OSError, ValueError, KeyError, AttributeError, TypeError):  # absent or damaged: redo
@@ -194,7 +186,7 @@ def _run_item(item, step, output_dir, settings):
         status = "ok" if record is None else "skipped"
         if record is None:
             result = dict(step(item, Path(output_dir), settings))
-            outputs = {rel: _sha256(Path(output_dir) / rel) for rel in result.pop("outputs", [])}
+            outputs = {rel: sha256_file(Path(output_dir) / rel) for rel in result.pop("outputs", [])}
             record = {**fingerprint, "name": item.name, "outputs": outputs, "result": result}
             text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
             with atomic_output(_record_path(output_dir, item.name)) as tmp:

@@ -12,7 +12,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["BitDepthWarning", "atomic_output", "write_png", "read_png"]
+__all__ = ["BitDepthWarning", "atomic_output", "sha256_file", "write_png", "read_png"]
 
 
 class BitDepthWarning(UserWarning):
@@ -47,6 +47,17 @@ def atomic_output(path):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sha256_file(path):
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (no whole-file copy in memory)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_png(path, array, *, compress_level=6):

@@ -28,7 +28,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from course_lib.io import atomic_output
+from course_lib.io import atomic_output, sha256_file
 
 __all__ = ["Shard", "SHARDS_FOLDER", "MANIFEST_NAME", "run_shard", "merge"]
 
@@ -145,14 +145,6 @@ def _place(source, destination):
             shutil.copyfile(source, tmp)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def merge(folders, output_dir=None):
     """Merge the shards found under ``folders`` into ``output_dir`` (default: the first folder).
 
@@ -193,7 +185,7 @@ def merge(folders, output_dir=None):
             record_path = folder / STATE_FOLDER / f"{name}.json"
             record = json.loads(record_path.read_text(encoding="utf-8"))
             for relative, digest in record["outputs"].items():
-                if not (folder / relative).is_file() or _sha256(folder / relative) != digest:
+                if not (folder / relative).is_file() or sha256_file(folder / relative) != digest:
                     raise ValueError(f"{folder / relative} is missing or changed since shard "
                                      f"{manifest['shard']} wrote it: run that shard again, then merge")
                 if folder != output_dir:
