@@ -8,6 +8,9 @@ What lives where:
 
 - :mod:`~course_lib.density.model`: the ResNet (41 convolutions, 2,262,660
   parameters at 650x650), stable layer names, architecture checks on load;
+- :mod:`~course_lib.density.keras2_weights`: the INFN's own Keras 2 ``.h5``
+  files (``weights-improvement-46-0.80.h5``) mapped onto that model by graph
+  position, kind and shapes, never by Keras 2's automatic names;
 - :mod:`~course_lib.density.data`: PNG reading and conversion, nearest
   resize, the original's augmentation as Keras preprocessing layers, tf.data;
 - :mod:`~course_lib.density.train`: the original recipe and a short CPU
