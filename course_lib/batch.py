@@ -44,6 +44,7 @@ from functools import partial
 from pathlib import Path
 
 from course_lib.io import atomic_output, sha256_file
+from course_lib.progress import progress_bar
 
 __all__ = ["BatchItem", "BatchReport", "safe_name", "contained_path", "unique_name", "run_batch", "map_items",
            "remove_stale_temporary_files"]
@@ -200,16 +201,6 @@ def _run_item(item, step, output_dir, settings):
             "seconds": round(time.perf_counter() - start, 3), "result": record["result"]}
 
 
-def _progress(total, description):
-    """A tqdm bar in a notebook or a terminal, none elsewhere (a log file, CI) or when
-    ``TQDM_DISABLE`` is set (the stored notebooks are executed with it set)."""
-    from tqdm.auto import tqdm
-
-    shown = sys.stderr.isatty() or "ipykernel" in sys.modules
-    disabled = os.environ.get("TQDM_DISABLE", "") not in ("", "0") or not shown
-    return tqdm(total=total, desc=description, unit="item", disable=disabled)
-
-
 def _exit_with_parent(parent_pid):
     """Worker initializer: end this worker when the process that started it dies.
 
@@ -250,7 +241,7 @@ def map_items(function, items, processes=1, description="working"):
     """``[function(item) for item in items]`` with a progress bar, in ``processes`` worker
     processes when more than 1 (``function`` must then be picklable)."""
     items = list(items)
-    with _progress(len(items), description) as bar:
+    with progress_bar(len(items), description) as bar:
         if processes <= 1 or len(items) <= 1:
             results = []
             for item in items:

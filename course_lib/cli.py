@@ -86,20 +86,24 @@ def _list_registry(pattern):
 
 
 def _fetch_all(keys):
-    """``fetch --all``: fetch quietly, then list what could not be had and one summary line."""
+    """``fetch --all``: fetch quietly (a bar over the files), then list what could not be had
+    and one summary line."""
     from course_lib import data
+    from course_lib.progress import progress_bar
 
     outcome = {"fetched": [], "cached": [], "unavailable": [], "corrupt": []}
-    for key in keys:
-        local = data.get_entry(key).checkout_path
-        had = (local is not None and local.is_file()) or data.locate(key) == "cache"
-        try:
-            data.fetch(key, progressbar=sys.stderr.isatty())
-            outcome["cached" if had else "fetched"].append(key)
-        except data.DataUnavailableError:
-            outcome["unavailable"].append(key)
-        except data.HashMismatchError:
-            outcome["corrupt"].append(key)
+    with progress_bar(len(keys), "fetching", "file") as bar:
+        for key in keys:
+            local = data.get_entry(key).checkout_path
+            had = (local is not None and local.is_file()) or data.locate(key) == "cache"
+            try:
+                data.fetch(key)
+                outcome["cached" if had else "fetched"].append(key)
+            except data.DataUnavailableError:
+                outcome["unavailable"].append(key)
+            except data.HashMismatchError:
+                outcome["corrupt"].append(key)
+            bar.update()
     for kind in ("unavailable", "corrupt"):
         for key in outcome[kind]:
             print(f"{kind}: {key}", file=sys.stderr)
@@ -123,7 +127,7 @@ def _cmd_fetch(args):
     failures = 0
     for key in args.keys:
         try:
-            print(data.fetch(key, progressbar=sys.stderr.isatty()))
+            print(data.fetch(key))
         except (data.UnknownKeyError, data.DataUnavailableError, data.HashMismatchError) as error:
             print(f"error: {error}", file=sys.stderr)
             failures += 1

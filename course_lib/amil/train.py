@@ -24,6 +24,7 @@ import torch
 from course_lib import distributed
 from course_lib.amil.data import CROP_SHAPE, PATCH_SIZE, image_to_bag, pad_bags
 from course_lib.amil.model import AttentionMIL, bag_nll
+from course_lib.progress import progress_bar
 
 __all__ = ["TrainSettings", "make_deterministic", "ImageBags", "train_amil", "predict_bags",
            "save_kit_weights", "load_kit_model", "KIT_WARNING"]
@@ -105,6 +106,8 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
                                  weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     history = {"loss": [], "accuracy": [], "steps": 0, "data_seconds": 0.0, "model_seconds": 0.0}
+    bar = progress_bar(settings.epochs * len(_batches(range(len(bags)), settings.batch_size)), "training A-MIL",
+                       "step")  # main process only
     for epoch in range(settings.epochs):
         total_loss, correct = 0.0, 0
         for batch in _batches(torch.randperm(len(bags), generator=generator).tolist(), settings.batch_size):
@@ -123,6 +126,8 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
             history["steps"] += 1
             total_loss += float(losses.detach().sum())
             correct += int(((output.probability.detach() >= 0.5).float() == target).sum())
+            bar.set_postfix(epoch=epoch + 1, loss=f"{float(losses.detach().mean()):.4f}", refresh=False)
+            bar.update()
         total_loss, correct = distributed.all_sum([total_loss, correct])
         history["loss"].append(total_loss / len(bags))
         history["accuracy"].append(correct / len(bags))
@@ -132,6 +137,7 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
         if after_epoch is not None:
             after_epoch(epoch, model)
             model.train()
+    bar.close()
     return history
 
 

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 from course_lib.io import atomic_output
 from course_lib.paths import checkout_file
+from course_lib.progress import is_shown, progress_bar
 
 REGISTRY_FILE = Path(__file__).with_name("registry.csv")
 #: Files of the kit's own repository (``pretrained/``) are used from the checkout when present.
@@ -168,7 +169,8 @@ def _set_aside(path, actual):
 
 
 def _download(url, destination, progressbar):
-    """Download ``url`` to ``destination`` with pooch (which writes atomically)."""
+    """Download ``url`` to ``destination`` with pooch (which writes atomically); ``progressbar``
+    is a bar to advance by the bytes received, or False."""
     import pooch
 
     pooch.get_logger().setLevel("WARNING")
@@ -194,12 +196,15 @@ def locate(key):
     return None
 
 
-def fetch(key, progressbar=False):
+def fetch(key, progressbar=None):
     """Return the local path of registry file ``key``, fetching it if needed.
 
     Order: cache, then ``$COURSE_DATA_MIRROR``, then the network. The file's hash is
     checked before it is returned; a cached or downloaded file with the wrong hash is
     moved aside (``<name>.bad-<hash>``) and :class:`HashMismatchError` is raised.
+
+    A download shows a bar of the bytes received (in a notebook or a terminal:
+    :func:`course_lib.progress.is_shown`; ``progressbar=True`` or False decides instead).
     """
     entry = get_entry(key)
     target = cached_path(key)
@@ -240,8 +245,11 @@ def fetch(key, progressbar=False):
             raise PermissionError(13, "Permission denied", str(target.parent))
     except OSError as error:
         raise _cache_problem(key, target, error) from None
+    shown = is_shown() if progressbar is None else bool(progressbar)
     try:
-        _download(entry.url, target, progressbar)
+        # pooch reads the bar's truth before it sets the total from the server's answer: start non-zero.
+        with progress_bar(entry.size or 1, key, "B", shown=shown) as bar:
+            _download(entry.url, target, bar if shown else False)
     except Exception as error:  # no network, HTTP error, DNS failure, ...
         where = f"the mirror {mirror} has no {entry.relative_path}" if mirror else (
             f"{MIRROR_ENV_VAR} is not set"

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from course_lib import distributed
 from course_lib.gmic.model import GMIC
+from course_lib.progress import progress_bar
 
 __all__ = ["TrainingSettings", "TrainingHistory", "gmic_loss", "lesion_cells", "recalibrate_batchnorm",
            "train_gmic", "train_phantom_weights"]
@@ -145,6 +146,7 @@ def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device
     labels = torch.as_tensor(np.asarray(labels, dtype=np.float32))
     history = TrainingHistory()
     steps = math.ceil(len(windows) / settings.batch_size)
+    bar = progress_bar(settings.epochs * steps, "training GMIC", "step")  # main process only
     for epoch in range(settings.epochs):
         start = time.perf_counter()
         order = generator.permutation(len(windows))
@@ -162,6 +164,8 @@ def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device
             totals += float(loss.detach()) * len(index)
             for name, value in parts.items():
                 parts_sum[name] = parts_sum.get(name, 0.0) + value * len(index)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.4f}", refresh=False)
+            bar.update()
         totals, *sums = distributed.all_sum([totals, *parts_sum.values()])
         parts_sum = dict(zip(parts_sum, sums))
         history.loss.append(totals / len(windows))
@@ -176,6 +180,7 @@ def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device
             model.eval()
             after_epoch(epoch, model)
             model.train()
+    bar.close()
     model.eval()
     return history
 
