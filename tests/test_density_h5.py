@@ -271,3 +271,57 @@ def test_the_published_model_is_fetched_or_skipped_with_a_reason(monkeypatch, ca
     monkeypatch.setattr(data, "try_fetch", lambda key: print(f"[real data unavailable, section skipped] {key}"))
     assert load_published_infn_model() is None
     assert INFN_WEIGHTS_KEY in capsys.readouterr().out
+
+
+def run_cli(argv):
+    import argparse
+
+    from course_lib.density.cli import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+@pytest.fixture(scope="module")
+def phantom_set(tmp_path_factory):
+    from course_lib.phantoms.density_set import build_density_phantom_dataset
+
+    root = tmp_path_factory.mktemp("phantoms")
+    return root, build_density_phantom_dataset(root, 2, projections=("CC_R",), shape=(128, 84), seed=0,
+                                               splits={"train": 0.5, "test": 0.5})
+
+
+def test_cli_predicts_one_projection_from_a_keras2_file(tmp_path, trained_like, phantom_set, capsys):
+    from course_lib.density.evaluate import read_prediction_file
+    from course_lib.density.predict import predict_split
+
+    root, frame = phantom_set
+    path = keras2_file(trained_like, tmp_path / "weights-improvement-46-0.80.h5", shortcut_first=True)
+    assert run_cli(["density", "predict", str(root), str(path), str(tmp_path / "pred"),
+                    "--projections", "CC_R"]) == 0
+    out = capsys.readouterr().out
+    assert "83 layers mapped by graph depth, kind and shapes onto build_density_resnet(64" in out
+    written = read_prediction_file(tmp_path / "pred" / "predictions_ccr.txt")
+    rows, expected = predict_split(trained_like, frame, "CC_R")
+    assert written.shape == (len(rows), 4) == expected.shape
+    np.testing.assert_allclose(written, expected, rtol=0, atol=1e-12)  # the %.18e text round-trips
+
+
+def test_cli_refuses_a_file_for_several_projections_or_of_another_architecture(tmp_path, trained_like,
+                                                                              phantom_set, capsys):
+    root, _ = phantom_set
+    path = keras2_file(trained_like, tmp_path / "m.h5")
+    assert run_cli(["density", "predict", str(root), str(path), str(tmp_path / "pred")]) == 2
+    assert "holds one projection's model" in capsys.readouterr().err
+
+    def drop_last(layers):
+        del layers[-1]
+
+    other = keras2_file(trained_like, tmp_path / "no_head.h5", layout="weights", edit=drop_last)
+    assert run_cli(["density", "predict", str(root), str(other), str(tmp_path / "pred"),
+                    "--projections", "CC_R"]) == 2
+    err = capsys.readouterr().err
+    assert "no_head.h5: not the INFN density ResNet" in err and "#83 logits: expected Dense" in err
+    assert not (tmp_path / "pred" / "predictions_ccr.txt").exists()

@@ -3,12 +3,14 @@
     course-kit density train DATA OUT [--projections CC_L ...] [--input-size 64] [--recipe short]
     course-kit density train --phantoms 100 OUT          # SYNTHETIC phantom set, written to OUT/data
     course-kit density predict DATA WEIGHTS OUT [--split test]
+    course-kit density predict DATA weights-improvement-46-0.80.h5 OUT --projections CC_R
 
 DATA is a folder in the INFN layout (``<PROJ>/{train,validation,test}/{A,B,C,D}/*.png``
 below it). ``train`` writes, per projection, ``OUT/<PROJ>/density_phantom_<PROJ>.npz``
 (float16 weights), the original's history files and ``history.json``; ``predict`` reads
-such a folder (or the kit's ``pretrained/``) and writes the original's prediction
-files (``predictions_ccr.txt`` ...) with the image names beside them, then prints the
+such a folder (or the kit's ``pretrained/``), or one projection's Keras file (the INFN's
+own Keras 2 ``.h5``, or a ``.keras``), and writes the original's prediction files
+(``predictions_ccr.txt`` ...) with the image names beside them, then prints the
 figures of merit. ``course-kit preprocess --for density`` makes INFN-style images.
 Nothing heavy is imported until a command runs.
 """
@@ -16,6 +18,8 @@ Nothing heavy is imported until a command runs.
 import sys
 
 PROJECTION_CHOICES = ("CC_L", "CC_R", "MLO_L", "MLO_R")
+#: Input side of the kit's phantom-trained weights (the original's is 650).
+KIT_INPUT_SIZE = 64
 
 
 def _train(args):
@@ -59,6 +63,18 @@ def _train(args):
     return 0
 
 
+def _keras_file_model(path, input_size):
+    """One projection's model from a Keras file: the INFN's Keras 2 ``.h5``, or a ``.keras``/``.weights.h5``."""
+    from course_lib.density.keras2_weights import build_from_keras2_h5
+    from course_lib.density.model import load_density_model
+
+    if path.name.endswith((".keras", ".weights.h5")):
+        return load_density_model(path, input_size)
+    model, report = build_from_keras2_h5(path, input_size)
+    print(report.summary())
+    return model
+
+
 def _predict(args):
     from pathlib import Path
 
@@ -70,15 +86,27 @@ def _predict(args):
     from course_lib.density.predict import predict_split, write_predictions
     from course_lib.density.train import load_weights_float16
 
+    source = Path(args.weights)
+    if source.is_file() and len(args.projections) != 1:
+        print(f"course-kit density predict: {source} holds one projection's model: say which with "
+              "--projections (e.g. --projections CC_R)", file=sys.stderr)
+        return 2
     frame = read_density_dataset(args.data)
     probabilities, truth = {}, None
     for projection in args.projections:
-        weights = next(Path(args.weights).rglob(weight_file_name(projection)), None)
-        if weights is None:
-            print(f"course-kit density predict: no {weight_file_name(projection)} under {args.weights}",
-                  file=sys.stderr)
-            return 2
-        model = load_weights_float16(build_density_resnet(args.input_size), weights)
+        if source.is_file():
+            try:
+                model = _keras_file_model(source, args.input_size)
+            except ValueError as error:  # not HDF5, or not this architecture: the message lists what differs
+                print(f"course-kit density predict: error: {error}", file=sys.stderr)
+                return 2
+        else:
+            weights = next(source.rglob(weight_file_name(projection)), None)
+            if weights is None:
+                print(f"course-kit density predict: no {weight_file_name(projection)} under {args.weights}",
+                      file=sys.stderr)
+                return 2
+            model = load_weights_float16(build_density_resnet(args.input_size or KIT_INPUT_SIZE), weights)
         try:
             rows, probabilities[projection] = predict_split(model, frame, projection, args.split)
         except FileNotFoundError as error:
@@ -111,7 +139,7 @@ def add_parser(commands):
     train.add_argument("--phantoms", type=int, default=None, metavar="N",
                        help="build a SYNTHETIC phantom set with N patients per class into OUTPUT/data")
     train.add_argument("--projections", nargs="+", choices=PROJECTION_CHOICES, default=list(PROJECTION_CHOICES))
-    train.add_argument("--input-size", type=int, default=64, help="square input side (original: 650)")
+    train.add_argument("--input-size", type=int, default=KIT_INPUT_SIZE, help="square input side (original: 650)")
     train.add_argument("--recipe", choices=("short", "original"), default="short",
                        help="short: the CPU lesson's; original: plain SGD 0.01, batch 4, 100 epochs")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -121,11 +149,13 @@ def add_parser(commands):
     predict = sub.add_parser("predict", help="write the original's prediction files and print figures of merit",
                              epilog="example: course-kit density predict runs/density/data pretrained/ preds/")
     predict.add_argument("data", help="folder in the INFN layout")
-    predict.add_argument("weights", help="folder holding density_phantom_<PROJ>.npz files")
+    predict.add_argument("weights", help="folder holding density_phantom_<PROJ>.npz files, or one projection's "
+                         "Keras file (the INFN's Keras 2 .h5, a .keras)")
     predict.add_argument("output", help="output folder for predictions_*.txt")
     predict.add_argument("--projections", nargs="+", choices=PROJECTION_CHOICES, default=list(PROJECTION_CHOICES))
     predict.add_argument("--split", choices=("train", "validation", "test"), default="test")
-    predict.add_argument("--input-size", type=int, default=64)
+    predict.add_argument("--input-size", type=int, default=None,
+                         help=f"square input side (default: {KIT_INPUT_SIZE} for .npz weights, a Keras file's own)")
     predict.set_defaults(run=_predict)
     return parser
 
