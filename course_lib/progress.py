@@ -54,9 +54,10 @@ def is_shown(context=None, stream=None):
         return False
 
 
-def progress_bar(total, description, unit="item", shown=None):
+def progress_bar(total, description, unit="item", shown=None, delay=0.0):
     """A tqdm bar of ``total`` ``unit``s (``"B"``: bytes, scaled to kB, MB, ...), drawn when
-    :func:`is_shown` (or ``shown``) says so and a silent, free stand-in otherwise.
+    :func:`is_shown` (or ``shown``) says so and a silent, free stand-in otherwise; with a
+    ``delay``, only once that many seconds have passed (quick work draws nothing).
 
     Use it as a context manager (closed at the end) and call ``bar.update(n)``; training
     loops put the loss in ``bar.set_postfix(loss=..., refresh=False)``.
@@ -72,7 +73,7 @@ def progress_bar(total, description, unit="item", shown=None):
     shown = is_shown() if shown is None else bool(shown)
     scaled = unit == "B"
     return tqdm(total=total, desc=description, unit=unit, unit_scale=scaled, unit_divisor=1024 if scaled else 1000,
-                disable=not shown, dynamic_ncols=True)
+                disable=not shown, dynamic_ncols=True, delay=delay)
 
 
 def keras_callbacks(description="training", shown=None):

@@ -184,6 +184,7 @@ def served(tmp_path, monkeypatch):
                                "sha256:" + hashlib.sha256(CONTENT).hexdigest(), len(CONTENT), "CC0",
                                "Nobody 2026", "a test file")
     monkeypatch.setattr(registry, "load_registry", lambda: {entry.key: entry})
+    monkeypatch.setattr(registry, "DOWNLOAD_BAR_DELAY", 0.0)  # a loopback download is too quick for the delay
     monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.delenv(data.MIRROR_ENV_VAR, raising=False)
     yield entry
@@ -203,6 +204,18 @@ def test_a_download_draws_a_byte_bar(terminal, served):
 def test_a_download_can_be_kept_quiet(terminal, served):
     terminal.on()
     data.fetch(served.key, progressbar=False)
+    assert terminal.getvalue() == ""
+
+
+def test_a_quick_or_failed_download_draws_nothing(terminal, served, monkeypatch):
+    terminal.on()
+    monkeypatch.setattr(registry, "DOWNLOAD_BAR_DELAY", 30.0)
+    data.fetch(served.key)
+    entry = data.RegistryEntry("demo/gone.png", served.url.replace("file.png", "gone.png"), served.hash,
+                               served.size, "CC0", "Nobody 2026", "a missing file")
+    monkeypatch.setattr(registry, "load_registry", lambda: {entry.key: entry})
+    with pytest.raises(data.DataUnavailableError):
+        data.fetch(entry.key)  # HTTP 404
     assert terminal.getvalue() == ""
 
 

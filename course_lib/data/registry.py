@@ -40,6 +40,9 @@ KIT_REPOSITORY = "breast-imaging-course/course-kit"
 CACHE_ENV_VAR = "COURSE_DATA_DIR"
 MIRROR_ENV_VAR = "COURSE_DATA_MIRROR"
 HASH_ALGORITHMS = ("sha256", "gitsha1")
+#: A download's byte bar appears after this many seconds: quick downloads, and attempts that
+#: fail (offline), draw none (no empty widget in a notebook's skip-notice cell).
+DOWNLOAD_BAR_DELAY = 0.5
 
 
 class UnknownKeyError(LookupError):
@@ -168,6 +171,34 @@ def _set_aside(path, actual):
     return bad
 
 
+class _PoochProgress:
+    """The bar interface pooch drives (``total``, ``update``, ``reset``, ``close``), on a kit bar.
+
+    pooch ends a download with ``reset()`` then ``update(total)`` to fill the bar; here that
+    moves the bar to the total (tqdm's ``reset`` would redraw it at once, before its delay).
+    """
+
+    def __init__(self, bar):
+        self.bar, self.filling = bar, False
+
+    @property
+    def total(self):
+        return self.bar.total
+
+    @total.setter
+    def total(self, value):  # the server's Content-Length; 0 when it sent none
+        self.bar.total = value or None
+
+    def update(self, n):
+        self.bar.update(n - self.bar.n if self.filling else n)
+
+    def reset(self):
+        self.filling = True
+
+    def close(self):
+        self.bar.close()
+
+
 def _download(url, destination, progressbar):
     """Download ``url`` to ``destination`` with pooch (which writes atomically); ``progressbar``
     is a bar to advance by the bytes received, or False."""
@@ -247,9 +278,8 @@ def fetch(key, progressbar=None):
         raise _cache_problem(key, target, error) from None
     shown = is_shown() if progressbar is None else bool(progressbar)
     try:
-        # pooch reads the bar's truth before it sets the total from the server's answer: start non-zero.
-        with progress_bar(entry.size or 1, key, "B", shown=shown) as bar:
-            _download(entry.url, target, bar if shown else False)
+        with progress_bar(entry.size, key, "B", shown=shown, delay=DOWNLOAD_BAR_DELAY) as bar:
+            _download(entry.url, target, _PoochProgress(bar) if shown else False)
     except Exception as error:  # no network, HTTP error, DNS failure, ...
         where = f"the mirror {mirror} has no {entry.relative_path}" if mirror else (
             f"{MIRROR_ENV_VAR} is not set"
