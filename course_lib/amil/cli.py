@@ -1,6 +1,7 @@
 """``course-kit amil``: train the kit's A-MIL weights, index and unpack BreakHis.
 
     course-kit amil train [--model amil|gated|cnn] [--epochs N] ...   phantom-trained weights + model card
+    course-kit amil train --per-magnification ROOT [--epochs N] ...   one model per magnification (full profile)
     course-kit amil table ROOT                                        index a BreakHis folder, list skipped files
     course-kit amil extract ARCHIVE DEST                              unpack a download, refusing unsafe paths
     course-kit amil export ROOT DEST                                  the study's <mag>X/<train|test>/<0|1> layout
@@ -16,9 +17,40 @@ def _train(args):
 
     settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
                              seed=args.seed, threads=args.threads)
+    if args.per_magnification:
+        return _train_per_magnification(args, settings)
     card = train_phantom_kit(args.model, args.out, settings, args.train_patients, args.images_per_patient,
                              args.test_patients, centre_inputs=args.centre_inputs)
     print(f"held-out SYNTHETIC patients: {card['test_metrics']}")
+    return 0
+
+
+def _train_per_magnification(args, settings):
+    from course_lib.amil.data import breakhis_table
+    from course_lib.amil.evaluate import format_interval
+    from course_lib.amil.train import train_per_magnification
+
+    if args.model == "cnn":
+        print("error: --per-magnification trains A-MIL models: use --model amil or gated", file=sys.stderr)
+        return 2
+    try:
+        table = breakhis_table(args.per_magnification)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if table.skipped:
+        print(f"{len(table.skipped)} files skipped (not BreakHis names): see `course-kit amil table`")
+    try:
+        summary = train_per_magnification(table.images, args.out, settings, gated=args.model == "gated",
+                                          centre_inputs=args.centre_inputs, magnifications=args.magnifications,
+                                          test_fraction=args.test_fraction)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for row in summary.itertuples():
+        print(f"{row.magnification}X ({row.test_images} test images, {row.test_patients} patients): accuracy "
+              f"{format_interval(row.accuracy, (row.accuracy_low, row.accuracy_high))}, AUC "
+              f"{format_interval(row.auc, (row.auc_low, row.auc_high))}  -> {row.weights}")
     return 0
 
 
@@ -57,12 +89,13 @@ def _extract(args):
 
 
 def _export(args):
-    from course_lib.amil.data import breakhis_table, export_amil_layout, patient_split
+    from course_lib.amil.data import breakhis_table, patient_split
+    from course_lib.datasets.breakhis import make_amil_layout
 
     images = breakhis_table(args.root).images
     if images["split"].isna().any():
         images = patient_split(images, args.test_fraction, args.seed)
-    laid_out = export_amil_layout(images, args.dest, mode=args.mode)
+    laid_out = make_amil_layout(images, args.dest, mode=args.mode)
     print(f"{len(laid_out)} images laid out as <mag>X/<train|test>/<0|1>/")
     return 0
 
@@ -85,6 +118,12 @@ def add_parser(commands):
     train.add_argument("--centre-inputs", action="store_true",
                        help="map patches from [0, 1] to [-1, 1] (not in the study; trains faster)")
     train.add_argument("--threads", type=int, default=2, help="CPU threads (fixed, for reproducibility)")
+    train.add_argument("--per-magnification", metavar="ROOT",
+                       help="instead of phantoms: one model per magnification on the BreakHis folder ROOT "
+                            "(the full profile; writes amil_breakhis_<mag>X.pt + card each, and a summary CSV)")
+    train.add_argument("--magnifications", type=int, nargs="+", help="with --per-magnification: only these")
+    train.add_argument("--test-fraction", type=float, default=0.3,
+                       help="with --per-magnification, where the layout has no patient-level split")
     train.set_defaults(run=_train)
 
     for name, handler, text in (("table", _table, "index a BreakHis folder and report skipped files"),

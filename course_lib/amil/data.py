@@ -46,7 +46,7 @@ __all__ = [
     "breakhis_table",
     "patient_split",
     "image_split",
-    "export_amil_layout",
+    "ImageFiles",
     "safe_extract",
     "PhantomSet",
     "phantom_patients",
@@ -317,11 +317,28 @@ def image_split(table, test_fraction=0.3, seed=0):
     return split
 
 
-def export_amil_layout(table, dest, mode="copy"):
-    """Write the original study's layout ``<mag>X/<train|test>/<0|1>/<file>`` (sources untouched)."""
-    from course_lib.datasets.breakhis import make_amil_layout
+class ImageFiles:
+    """Image files read on access as uint8 arrays, so that ~2,000 images of one magnification need not fit in memory.
 
-    return make_amil_layout(table, dest, mode=mode)
+    Grey and RGBA files are returned as stored (:func:`as_rgb_float` repeats grey
+    and drops alpha with a warning); palette images are converted to RGB.
+    """
+
+    def __init__(self, paths):
+        self.paths = [Path(p) for p in paths]
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image if image.mode in ("L", "RGB", "RGBA") else image.convert("RGB"))
+        except OSError as error:
+            raise ValueError(f"{path}: not a readable image ({error}); remove it or re-download it") from error
 
 
 # --------------------------------------------------------------------------- archives

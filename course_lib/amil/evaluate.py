@@ -54,8 +54,9 @@ def bag_metrics(labels, probabilities, groups=None, n_bootstrap=1000, seed=0):
     result = {"accuracy": accuracy(everything), "auc": _auc(labels, probabilities), "n": len(labels)}
     for name, values in samples.items():
         values = np.asarray(values)
-        values = values[~np.isnan(values)]
-        result[f"{name}_ci"] = tuple(float(q) for q in np.quantile(values, [0.025, 0.975]))
+        values = values[~np.isnan(values)]  # resamples of one class have no AUC
+        result[f"{name}_ci"] = (tuple(float(q) for q in np.quantile(values, [0.025, 0.975])) if len(values)
+                                else (float("nan"), float("nan")))
     return result
 
 

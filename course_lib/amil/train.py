@@ -310,3 +310,128 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
                          "attention_localisation_auc": None if localisation is None else round(localisation, 4)},
     }
     return save_kit_weights(model, Path(out) / f"amil_phantom_{kind}.pt", card)
+
+
+# --------------------------------------------------------------------------- full profile
+
+def _patient_level(table, test_fraction, seed, log):
+    """``table`` with a patient-level split: the layout's own, or a new one where it has none or mixes patients."""
+    from course_lib.amil.data import patient_split
+
+    if table["split"].notna().all():
+        sides = table.groupby("patient_id")["split"].nunique()
+        if (sides == 1).all():
+            return table
+        import warnings
+
+        warnings.warn(f"{int((sides > 1).sum())} patients have images on both sides of the layout's split: "
+                      f"split again by patient (test fraction {test_fraction}, seed {seed})", stacklevel=3)
+    elif log is not None:
+        log(f"no split in the layout: patient-level split made (test fraction {test_fraction}, seed {seed})")
+    return patient_split(table, test_fraction, seed)
+
+
+def train_per_magnification(table, out, settings=TrainSettings(), gated=False, centre_inputs=False,
+                            magnifications=None, test_fraction=0.3, split_seed=0, crop=CROP_SHAPE,
+                            n_bootstrap=1000, device="cpu", log=print):
+    """The ``full`` profile: one A-MIL model per magnification, trained and scored on a patient-level split.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A BreakHis table (:func:`course_lib.amil.data.breakhis_table` ``.images``). Its
+        ``split`` is kept when every patient is on one side; otherwise the table is split
+        by patient (``test_fraction``, ``split_seed``), the same split for every magnification.
+    out : path-like
+        Folder for ``amil_breakhis_<mag>X.pt`` + model card per magnification and
+        ``amil_breakhis_summary.csv``.
+    settings : TrainSettings
+        The study's recipe by default (20 epochs, lr 1e-4, one bag per step).
+    magnifications : sequence of int, optional
+        Those present in the table by default.
+    crop : (int, int)
+        Bag crop; the study's 448 x 700 by default (smaller only to test quickly).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per magnification: image and patient counts, accuracy and AUC with their
+        95 % patient-bootstrap intervals, localisation AUC (where tumour masks exist, as in
+        the phantom trees; else NaN) and the weights file name.
+    """
+    import pandas as pd
+
+    from course_lib.amil.data import ImageFiles, patch_fractions
+    from course_lib.amil.evaluate import bag_metrics, localisation_auc
+    from course_lib.io import atomic_output
+
+    if not len(table):
+        raise ValueError("the BreakHis table is empty: no images to train on")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = _patient_level(table, test_fraction, split_seed, log)
+    magnifications = sorted(table["magnification"].unique()) if magnifications is None else magnifications
+    rows = []
+    for magnification in magnifications:
+        part = table[table["magnification"] == int(magnification)]
+        train_rows, test_rows = part[part["split"] == "train"], part[part["split"] == "test"]
+        if not len(train_rows) or not len(test_rows) or train_rows["label"].nunique() < 2:
+            raise ValueError(f"{magnification}X: {len(train_rows)} training and {len(test_rows)} test images; "
+                             "each magnification needs both classes in training and some test images")
+        if log is not None:
+            log(f"{magnification}X: {len(train_rows)} training images ({train_rows['patient_id'].nunique()} patients), "
+                f"{len(test_rows)} test images ({test_rows['patient_id'].nunique()} patients)")
+        start = time.perf_counter()
+        make_deterministic(settings.seed, settings.threads)  # the same initialisation for every magnification
+        model = AttentionMIL(gated=gated, centre_inputs=centre_inputs)
+        names = lambda rows: [Path(p).name for p in rows["path"]]  # noqa: E731
+        history = train_amil(model, ImageBags(ImageFiles(train_rows["path"]), crop, names=names(train_rows)),
+                             train_rows["label"].to_numpy(), settings, device=device, log=log)
+        _as_stored(model)
+        probabilities, attention = predict_bags(model, ImageBags(ImageFiles(test_rows["path"]), crop,
+                                                                 names=names(test_rows)), device=device)
+        labels = test_rows["label"].to_numpy()
+        metrics = bag_metrics(labels, probabilities, groups=test_rows["patient_id"].to_numpy(),
+                              n_bootstrap=n_bootstrap)
+        localisation = float("nan")
+        masked = [k for k in np.flatnonzero(labels == 1) if isinstance(test_rows["mask_path"].iloc[k], str)]
+        if masked:
+            masks = ImageFiles([test_rows["mask_path"].iloc[k] for k in masked])
+            localisation, _ = localisation_auc([attention[k] for k in masked],
+                                               [patch_fractions(masks[j], crop) for j in range(len(masked))])
+        weights = f"amil_breakhis_{int(magnification)}X.pt"
+        card = {
+            "model": ("gated attention MIL (Ilse et al. 2018)" if gated
+                      else "attention MIL (Ilse et al. 2018), non-gated, as in Patil et al. 2019"),
+            "model_kind": "amil",
+            "config": {"gated": gated, "centre_inputs": centre_inputs, "crop": list(crop), "patch": PATCH_SIZE},
+            "magnification": int(magnification),
+            "deviations_from_the_study": ((["inputs mapped from [0, 1] to [-1, 1]"] if centre_inputs else [])
+                                          + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"]
+                                             if settings.learning_rate != 1e-4 else [])),
+            "data": (f"BreakHis at {magnification}X, patient-level split: {len(train_rows)} training images of "
+                     f"{train_rows['patient_id'].nunique()} patients, {len(test_rows)} test images of "
+                     f"{test_rows['patient_id'].nunique()} patients"),
+            "command": (f"course-kit amil train --per-magnification ROOT --epochs {settings.epochs} "
+                        f"--learning-rate {settings.learning_rate:g} --batch-size {settings.batch_size}"
+                        + (" --model gated" if gated else "") + (" --centre-inputs" if centre_inputs else "")),
+            "settings": settings_card(settings),
+            "steps": history["steps"],
+            "training_loss": [round(v, 4) for v in history["loss"]],
+            "training_seconds": round(time.perf_counter() - start),
+            "test_metrics": {"accuracy": round(metrics["accuracy"], 4),
+                             "accuracy_ci": [round(v, 4) for v in metrics["accuracy_ci"]],
+                             "auc": round(metrics["auc"], 4), "auc_ci": [round(v, 4) for v in metrics["auc_ci"]],
+                             "attention_localisation_auc": None if np.isnan(localisation) else round(localisation, 4)},
+        }
+        save_kit_weights(model, out / weights, card)
+        rows.append({"magnification": int(magnification), "train_images": len(train_rows),
+                     "test_images": len(test_rows), "test_patients": test_rows["patient_id"].nunique(),
+                     "accuracy": metrics["accuracy"], "accuracy_low": metrics["accuracy_ci"][0],
+                     "accuracy_high": metrics["accuracy_ci"][1], "auc": metrics["auc"],
+                     "auc_low": metrics["auc_ci"][0], "auc_high": metrics["auc_ci"][1],
+                     "localisation_auc": localisation, "weights": weights})
+    summary = pd.DataFrame(rows)
+    with atomic_output(out / "amil_breakhis_summary.csv") as tmp:
+        summary.to_csv(tmp, index=False)
+    return summary
