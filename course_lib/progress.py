@@ -3,7 +3,8 @@
 A bar is drawn where someone watches: in a Jupyter kernel (as a widget, through
 ``tqdm.auto``) or on a terminal (as text on stderr). It is hidden in a log file or CI
 (stderr not a terminal, no kernel), on every process but the main one of a ``torchrun``
-job (:func:`course_lib.distributed.current`), and whenever ``TQDM_DISABLE`` is set: the
+job (:func:`course_lib.distributed.current`) or of a multi-worker ``tf.distribute`` job
+(the chief in ``TF_CONFIG``), and whenever ``TQDM_DISABLE`` is set: the
 stored notebooks are executed with it set, so their outputs hold no widget state.
 
 The batch engine, the registry's downloads and the trainers all take their bars from
@@ -18,6 +19,7 @@ tqdm (and Keras) are imported inside the functions: importing this module is che
 """
 
 import functools
+import json
 import os
 import sys
 
@@ -43,7 +45,7 @@ def is_shown(context=None, stream=None):
     if os.environ.get(DISABLE_ENV_VAR, "") not in ("", "0"):
         return False
     context = distributed.current() if context is None else context
-    if not context.is_main:
+    if not context.is_main or not _keras_chief():
         return False
     if "ipykernel" in sys.modules:  # a notebook: tqdm.auto draws a widget
         return True
@@ -52,6 +54,26 @@ def is_shown(context=None, stream=None):
         return bool(stream is not None and stream.isatty())
     except (AttributeError, ValueError):  # a closed or file-less stream
         return False
+
+
+def _keras_chief(environ=None):
+    """False on a worker of a multi-worker ``tf.distribute`` job that is not its chief (the
+    ``"chief"`` task, else worker 0, as Keras decides); True without ``TF_CONFIG``.
+
+    >>> _keras_chief({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'})
+    False
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        config = json.loads(environ.get("TF_CONFIG") or "{}")
+        task, cluster = config.get("task") or {}, config.get("cluster") or {}
+        if not task:
+            return True
+        if "chief" in cluster:
+            return task.get("type") == "chief"
+        return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+    except (ValueError, TypeError, AttributeError):  # a malformed TF_CONFIG is tf.distribute's to report
+        return True
 
 
 def progress_bar(total, description, unit="item", shown=None, delay=0.0):

@@ -5,6 +5,7 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import re
 import sys
 import threading
@@ -48,6 +49,7 @@ def terminal(monkeypatch):
     monkeypatch.delenv(progress.DISABLE_ENV_VAR, raising=False)
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     monkeypatch.setattr(distributed, "_joined", None)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     return TerminalFixture(monkeypatch)
 
 
@@ -100,6 +102,18 @@ def test_only_the_main_process_of_a_torchrun_job_draws(terminal, monkeypatch):
     assert terminal.getvalue() == ""
     monkeypatch.setattr(distributed, "_joined", Context(rank=0, world_size=2, backend="gloo"))
     assert progress.is_shown()
+
+
+@pytest.mark.parametrize("cluster, task, shown", [
+    ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, True),
+    ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1}, False),
+    ({"chief": ["a:1"], "worker": ["b:1"]}, {"type": "worker", "index": 0}, False),
+    ({"chief": ["a:1"], "worker": ["b:1"]}, {"type": "chief", "index": 0}, True),
+])
+def test_only_the_chief_of_a_multi_worker_keras_job_draws(terminal, monkeypatch, cluster, task, shown):
+    terminal.on()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert progress.is_shown() is shown
 
 
 def test_a_bar_draws_its_description_and_count(terminal):
