@@ -246,6 +246,15 @@ def test_a_one_channel_file_builds_a_one_channel_model(tmp_path):
     assert_same_weights(model, source)
 
 
+def test_a_keras3_legacy_h5_of_the_kit_loads_the_same_way(tmp_path):
+    source = build_density_resnet(SIZE)
+    path = tmp_path / "kit.h5"
+    source.save(path)  # Keras 3 writes the legacy layout, with its own config format
+    model, report = build_from_keras2_h5(path)
+    assert report.file.keras_version.startswith("3.") and report.method == "graph depth, kind and shapes"
+    assert_same_weights(model, source)
+
+
 def test_files_that_are_not_keras2_models_get_errors_naming_them(tmp_path):
     text = tmp_path / "notes.h5"
     text.write_text("not an HDF5 file")

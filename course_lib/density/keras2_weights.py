@@ -49,8 +49,6 @@ __all__ = [
 
 #: Registry key of the INFN's best CC_R model (epoch 46, validation accuracy 0.80).
 INFN_WEIGHTS_KEY = "infn-density/myproject/CC_R_model/weights-improvement-46-0.80.h5"
-#: Weight names -> layer kind, the same in Keras 2 and Keras 3.
-_KINDS = {("bias", "kernel"): "Conv2D", ("beta", "gamma", "moving_mean", "moving_variance"): "BatchNormalization"}
 _WHAT_TO_DO = ("This loader reads only the INFN density ResNet (41 convolutions, 41 batch norms, one dense "
                "layer; course_lib.density.model.build_density_resnet). For another network, build it in Keras 3 "
                "and set its weights from the file with h5py; for a kit model saved by Keras 3, use "
@@ -148,11 +146,13 @@ def _string_list(attrs, name):
 
 
 def _kind(weights):
-    names = tuple(sorted(name for name, _ in weights))
-    kind = _KINDS.get(names, "other")
-    if kind == "Conv2D" and dict(weights)["kernel"].ndim == 2:
-        kind = "Dense"
-    return kind
+    """Convolution, dense or batch norm, from the weight names (Keras 2 and 3 name them alike)."""
+    arrays = dict(weights)
+    if set(arrays) == {"gamma", "beta", "moving_mean", "moving_variance"}:
+        return "BatchNormalization"
+    if set(arrays) <= {"kernel", "bias"} and "kernel" in arrays:
+        return {4: "Conv2D", 2: "Dense"}.get(arrays["kernel"].ndim, "other")
+    return "other"
 
 
 def _inbound_names(entry):
