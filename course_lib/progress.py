@@ -25,7 +25,7 @@ import sys
 
 from course_lib import distributed
 
-__all__ = ["DISABLE_ENV_VAR", "is_shown", "progress_bar", "keras_callbacks"]
+__all__ = ["DISABLE_ENV_VAR", "is_shown", "progress_bar", "beside", "keras_callbacks"]
 
 #: tqdm's own switch; set (to anything but "" or "0") it hides every bar of the kit.
 DISABLE_ENV_VAR = "TQDM_DISABLE"
@@ -82,7 +82,8 @@ def progress_bar(total, description, unit="item", shown=None, delay=0.0):
     ``delay``, only once that many seconds have passed (quick work draws nothing).
 
     Use it as a context manager (closed at the end) and call ``bar.update(n)``; training
-    loops put the loss in ``bar.set_postfix(loss=..., refresh=False)``.
+    loops put the loss in ``bar.set_postfix(loss=..., refresh=False)`` and print their log
+    lines through :func:`beside`.
 
     >>> with progress_bar(3, "counting", shown=False) as bar:
     ...     for _ in range(3):
@@ -96,6 +97,25 @@ def progress_bar(total, description, unit="item", shown=None, delay=0.0):
     scaled = unit == "B"
     return tqdm(total=total, desc=description, unit=unit, unit_scale=scaled, unit_divisor=1024 if scaled else 1000,
                 disable=not shown, dynamic_ncols=True, delay=delay)
+
+
+def beside(bar, log):
+    """``log`` (``print``, say) made to write between two drawings of ``bar``: on a terminal
+    the bar's line is cleared first and redrawn after, so that the two do not run into each
+    other. ``log`` itself when the bar is hidden (or ``log`` is None).
+
+    >>> with progress_bar(2, "training", shown=False) as bar:
+    ...     beside(bar, print) is print
+    True
+    """
+    if log is None or bar.disable:
+        return log
+
+    def write(*args, **kwargs):
+        with bar.external_write_mode():
+            return log(*args, **kwargs)
+
+    return write
 
 
 def keras_callbacks(description="training", shown=None):

@@ -156,12 +156,15 @@ def test_gmic_training_advances_a_bar_over_its_steps(terminal):
         model = GMIC(GMICConfig(percent_t=0.25, input_shape=(128, 128), crop_shape=(64, 64)))  # 2 x 2 cells
         windows = np.random.default_rng(0).normal(size=(2, 128, 128)).astype(np.float32)
         labels = np.array([[0, 1], [0, 0]], np.float32)
-        train_gmic(model, windows, labels, TrainingSettings(epochs=2, batch_size=1), log=lambda *args: None)
+        train_gmic(model, windows, labels, TrainingSettings(epochs=2, batch_size=1),
+                   log=functools.partial(print, file=terminal))
     finally:
         torch.set_num_threads(threads)
     text = terminal.getvalue()
     assert final_counts(text, "training GMIC") == ("4", "4")  # 2 epochs x 2 steps
     assert re.search(r"epoch=2, loss=\d+\.\d{4}", text)
+    # each log line starts a line of its own, the bar's line cleared first: they do not run together
+    assert len(re.findall(r"[\r\n] *\repoch [12]/2: loss \d", text)) == 2, text
 
 
 def test_amil_training_advances_a_bar_over_its_steps(terminal):

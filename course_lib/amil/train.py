@@ -24,7 +24,7 @@ import torch
 from course_lib import distributed
 from course_lib.amil.data import CROP_SHAPE, PATCH_SIZE, image_to_bag, pad_bags
 from course_lib.amil.model import AttentionMIL, bag_nll
-from course_lib.progress import progress_bar
+from course_lib.progress import beside, progress_bar
 
 __all__ = ["TrainSettings", "make_deterministic", "ImageBags", "train_amil", "predict_bags",
            "save_kit_weights", "load_kit_model", "KIT_WARNING"]
@@ -108,6 +108,7 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
     history = {"loss": [], "accuracy": [], "steps": 0, "data_seconds": 0.0, "model_seconds": 0.0}
     bar = progress_bar(settings.epochs * len(_batches(range(len(bags)), settings.batch_size)), "training A-MIL",
                        "step")  # main process only
+    log = beside(bar, log)
     for epoch in range(settings.epochs):
         total_loss, correct = 0.0, 0
         for batch in _batches(torch.randperm(len(bags), generator=generator).tolist(), settings.batch_size):

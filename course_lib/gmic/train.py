@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from course_lib import distributed
 from course_lib.gmic.model import GMIC
-from course_lib.progress import progress_bar
+from course_lib.progress import beside, progress_bar
 
 __all__ = ["TrainingSettings", "TrainingHistory", "gmic_loss", "lesion_cells", "recalibrate_batchnorm",
            "train_gmic", "train_phantom_weights"]
@@ -147,6 +147,7 @@ def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device
     history = TrainingHistory()
     steps = math.ceil(len(windows) / settings.batch_size)
     bar = progress_bar(settings.epochs * steps, "training GMIC", "step")  # main process only
+    log = beside(bar, log)
     for epoch in range(settings.epochs):
         start = time.perf_counter()
         order = generator.permutation(len(windows))
