@@ -210,7 +210,8 @@ def _training(attrs):
         settings = optimizer["config"]
         rate = settings.get("learning_rate", settings.get("lr"))
         rate = f"{float(rate):g}" if isinstance(rate, (int, float)) else "scheduled"
-        return f"{optimizer['class_name']} (learning rate {rate}, momentum {settings.get('momentum', 0):g})"
+        name = optimizer["class_name"].split(">")[-1]  # tf.keras 2.x writes "Custom>SGD"
+        return f"{name} (learning rate {rate}, momentum {settings.get('momentum', 0):g})"
     except (KeyError, TypeError, ValueError):
         return None
 
