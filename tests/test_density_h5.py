@@ -256,6 +256,8 @@ def test_a_keras3_legacy_h5_of_the_kit_loads_the_same_way(tmp_path):
 
 
 def test_files_that_are_not_keras2_models_get_errors_naming_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"absent\.h5: no such file"):
+        read_keras2_h5(tmp_path / "absent.h5")
     text = tmp_path / "notes.h5"
     text.write_text("not an HDF5 file")
     with pytest.raises(ValueError, match=r"notes\.h5: not an HDF5 file"):
@@ -324,6 +326,8 @@ def test_cli_refuses_a_file_for_several_projections_or_of_another_architecture(t
     path = keras2_file(trained_like, tmp_path / "m.h5")
     assert run_cli(["density", "predict", str(root), str(path), str(tmp_path / "pred")]) == 2
     assert "holds one projection's model" in capsys.readouterr().err
+    assert run_cli(["density", "predict", str(root), str(tmp_path / "absent.h5"), str(tmp_path / "pred")]) == 2
+    assert "absent.h5: no such file or folder" in capsys.readouterr().err
 
     def drop_last(layers):
         del layers[-1]

@@ -87,6 +87,9 @@ def _predict(args):
     from course_lib.density.train import load_weights_float16
 
     source = Path(args.weights)
+    if not source.exists():
+        print(f"course-kit density predict: {source}: no such file or folder", file=sys.stderr)
+        return 2
     if source.is_file() and len(args.projections) != 1:
         print(f"course-kit density predict: {source} holds one projection's model: say which with "
               "--projections (e.g. --projections CC_R)", file=sys.stderr)

@@ -219,11 +219,14 @@ def _training(attrs):
 def read_keras2_h5(path):
     """Read the layers with weights (and the graph, when stored) of a Keras 2 HDF5 file.
 
-    Raises ``ValueError`` naming the file when it is not HDF5 or holds no Keras layers.
+    Raises ``ValueError`` naming the file when it is not HDF5 or holds no Keras layers
+    (``FileNotFoundError`` when there is no such file).
     """
     import h5py
 
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; give the .h5 that Keras 2 wrote")
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
