@@ -1,10 +1,14 @@
 """The INFN's own Keras 2 ``.h5`` files, loaded into the kit's Keras 3 density ResNet.
 
 The original models were saved by Keras 2 (``ModelCheckpoint`` with whole
-models: ``weights-improvement-46-0.80.h5`` for CC_R). Keras 3 no longer reads
-them into a model it did not build, and the original's layer names are Keras
-2's automatic ones (``conv2d_17``, ``batch_normalization_3``, ``dense_1``),
-numbered by whatever else the training session had built before. So names
+models: ``weights-improvement-46-0.80.h5`` for CC_R). Keras 3 reads such a
+file either by rebuilding Keras 2's model (with Keras 2's layer names, which
+Grad-CAM by name cannot use) or, with ``model.load_weights``, strictly in the
+file's layer order: a file that lists a residual module's shortcut before its
+main path fails on a shape, or, where both branches have the same shapes,
+loads them swapped without a word. And the original's names are Keras 2's
+automatic ones (``conv2d_17``, ``batch_normalization_3``, ``dense_1``),
+numbered by whatever else the training session had built before, so names
 are never used here. A layer of the file is matched to a layer of
 :func:`~course_lib.density.model.build_density_resnet` by
 
@@ -469,8 +473,9 @@ def load_published_infn_model(key=INFN_WEIGHTS_KEY, input_size=None):
     """The INFN's own CC_R model, from the registry; ``None`` (with the reason printed) when unavailable.
 
     For notebook 02's ``full`` profile: the file is taken from the cache,
-    ``COURSE_DATA_MIRROR`` or the network, whichever has it; offline, the section is skipped with a one-line reason.
-    Returns ``(model, report)`` otherwise.
+    ``COURSE_DATA_MIRROR`` or the network, whichever has it; offline, the
+    section is skipped with a one-line reason. Returns ``(model, report)``
+    otherwise.
     """
     from course_lib.data import try_fetch
 
