@@ -4,9 +4,10 @@ The original models were saved by Keras 2 (``ModelCheckpoint`` with whole
 models: ``weights-improvement-46-0.80.h5`` for CC_R). Keras 3 reads such a
 file either by rebuilding Keras 2's model (with Keras 2's layer names, which
 Grad-CAM by name cannot use) or, with ``model.load_weights``, strictly in the
-file's layer order: a file that lists a residual module's shortcut before its
-main path fails on a shape, or, where both branches have the same shapes,
-loads them swapped without a word. And the original's names are Keras 2's
+file's layer order: a file that lists each residual module's shortcut before
+its main path stops at the first module whose branches differ in shape
+(``stage3_block1``), after loading the same-shaped ones of stages 1-2
+swapped. And the original's names are Keras 2's
 automatic ones (``conv2d_17``, ``batch_normalization_3``, ``dense_1``),
 numbered by whatever else the training session had built before, so names
 are never used here. A layer of the file is matched to a layer of
