@@ -16,8 +16,7 @@ from course_lib.io import write_png  # noqa: E402
 
 #: (patient, label, subtype, split) of a tiny BreakHis tree in the Kaggle fold layout.
 PATIENTS = [("101", "benign", "A", "train"), ("102", "malignant", "DC", "train"),
-            ("103", "benign", "F", "train"), ("104", "malignant", "LC", "train"),
-            ("105", "benign", "TA", "test"), ("106", "malignant", "MC", "test")]
+            ("103", "benign", "TA", "test"), ("104", "malignant", "MC", "test")]
 
 
 def _tiny_breakhis(root, magnifications=(40, 100), shape=(460, 700)):
@@ -33,8 +32,8 @@ def _tiny_breakhis(root, magnifications=(40, 100), shape=(460, 700)):
             if label == "malignant":
                 mask[100:300, 200:500] = 255
                 image[mask > 0] = (90, 40, 120)
-            write_png(root / relative, image)
-            write_png(root / "masks" / relative, mask)
+            write_png(root / relative, image, compress_level=1)
+            write_png(root / "masks" / relative, mask, compress_level=1)
 
 
 def test_cli_trains_one_model_per_magnification(tmp_path, capsys):
@@ -44,20 +43,21 @@ def test_cli_trains_one_model_per_magnification(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["amil", "train", "--per-magnification", str(tmp_path / "bh"), "--out",
-                              str(tmp_path / "out"), "--epochs", "1", "--learning-rate", "1e-3", "--centre-inputs"])
+                              str(tmp_path / "out"), "--epochs", "1", "--learning-rate", "1e-3", "--centre-inputs",
+                              "--bootstrap", "100"])
     assert args.run(args) == 0
     printed = capsys.readouterr().out
     assert "40X (2 test images, 2 patients): accuracy" in printed and "100X" in printed
     summary = pd.read_csv(tmp_path / "out" / "amil_breakhis_summary.csv")
     assert summary["magnification"].tolist() == [40, 100]
-    assert (summary["train_images"] == 4).all() and (summary["test_patients"] == 2).all()
+    assert (summary["train_images"] == 2).all() and (summary["test_patients"] == 2).all()
     for row in summary.itertuples():
         assert row.accuracy_low <= row.accuracy <= row.accuracy_high
         assert 0.0 <= row.localisation_auc <= 1.0  # the tree has tumour masks
         weights = tmp_path / "out" / row.weights
         card = json.loads(weights.with_suffix(".json").read_text())
         assert card["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
-        assert card["magnification"] == row.magnification and card["steps"] == 4
+        assert card["magnification"] == row.magnification and card["steps"] == 2
         assert card["test_metrics"]["accuracy"] == pytest.approx(row.accuracy, abs=1e-4)
         assert card["command"].startswith("course-kit amil train --per-magnification ROOT")
         model, _ = train.load_kit_model(weights)

@@ -81,6 +81,17 @@ def test_localisation_auc_and_bootstrap():
     assert metrics["accuracy_ci"][0] <= metrics["accuracy"] <= metrics["accuracy_ci"][1]
 
 
+def test_auc_is_sklearns():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.integers(0, 2, 30)
+        scores = rng.integers(0, 6, 30) / 5.0  # many ties
+        assert evaluate._auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert np.isnan(evaluate._auc(np.ones(4), np.arange(4)))
+
+
 def test_cli_table_and_extract(tmp_path, capsys):
     from course_lib.amil.cli import add_parser
     from course_lib.phantoms.breakhis_set import build_breakhis_phantom_dataset

@@ -20,7 +20,9 @@ def _train(args):
     if args.per_magnification:
         return _train_per_magnification(args, settings)
     card = train_phantom_kit(args.model, args.out, settings, args.train_patients, args.images_per_patient,
-                             args.test_patients, centre_inputs=args.centre_inputs)
+                             args.test_patients, centre_inputs=args.centre_inputs,
+                             validation_patients=args.validation_patients, keep_best_epoch=args.keep_best_epoch,
+                             what_helped=args.what_helped)
     print(f"held-out SYNTHETIC patients: {card['test_metrics']}")
     return 0
 
@@ -43,7 +45,7 @@ def _train_per_magnification(args, settings):
     try:
         summary = train_per_magnification(table.images, args.out, settings, gated=args.model == "gated",
                                           centre_inputs=args.centre_inputs, magnifications=args.magnifications,
-                                          test_fraction=args.test_fraction)
+                                          test_fraction=args.test_fraction, n_bootstrap=args.bootstrap)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -118,10 +120,17 @@ def add_parser(commands):
     train.add_argument("--centre-inputs", action="store_true",
                        help="map patches from [0, 1] to [-1, 1] (not in the study; trains faster)")
     train.add_argument("--threads", type=int, default=2, help="CPU threads (fixed, for reproducibility)")
+    train.add_argument("--validation-patients", type=int, default=8,
+                       help="SYNTHETIC validation patients (x 2 images) scored after every epoch (0: none)")
+    train.add_argument("--keep-best-epoch", action="store_true",
+                       help="keep the epoch with the best validation accuracy + attention localisation AUC")
+    train.add_argument("--what-helped", help="a sentence for the model card: what made these weights work")
     train.add_argument("--per-magnification", metavar="ROOT",
                        help="instead of phantoms: one model per magnification on the BreakHis folder ROOT "
                             "(the full profile; writes amil_breakhis_<mag>X.pt + card each, and a summary CSV)")
     train.add_argument("--magnifications", type=int, nargs="+", help="with --per-magnification: only these")
+    train.add_argument("--bootstrap", type=int, default=1000,
+                       help="with --per-magnification: patient-bootstrap resamples of the 95 %% intervals")
     train.add_argument("--test-fraction", type=float, default=0.3,
                        help="with --per-magnification, where the layout has no patient-level split")
     train.set_defaults(run=_train)

@@ -18,10 +18,20 @@ __all__ = ["bag_metrics", "localisation_auc", "ucsb_benchmark", "format_interval
 
 
 def _auc(labels, scores):
-    from sklearn.metrics import roc_auc_score
+    """ROC AUC as the Mann-Whitney statistic (ties count one half); NaN without both classes.
 
-    labels = np.asarray(labels)
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
+    The same number as ``sklearn.metrics.roc_auc_score``, without its input checks, which
+    cost more than the AUC itself in a 1,000-resample bootstrap.
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels).astype(bool)
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return float("nan")
+    ranks = rankdata(np.asarray(scores, float))
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def bag_metrics(labels, probabilities, groups=None, n_bootstrap=1000, seed=0):

@@ -252,15 +252,49 @@ def _as_stored(model):
     model.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
 
 
-#: The SYNTHETIC data of the kit's weights: training and held-out patients never overlap (other seeds).
-PHANTOM_TRAIN_SEED, PHANTOM_TEST_SEED = 1, 2
+#: The SYNTHETIC data of the kit's weights: training, held-out and validation patients never overlap (other
+#: seeds). The validation patients only give the card its per-epoch curve (to choose the number of epochs
+#: without looking at the held-out patients).
+PHANTOM_TRAIN_SEED, PHANTOM_TEST_SEED, PHANTOM_VALIDATION_SEED = 1, 2, 3
+
+
+def _validation_curve(validation, curve, best):
+    """An ``after_epoch`` hook: validation accuracy and attention localisation AUC appended to ``curve``.
+
+    ``best`` (a dict) keeps the epoch and a copy of the weights where accuracy + localisation AUC,
+    the lesson's two targets, is highest (the later epoch on a tie).
+    """
+    from course_lib.amil.data import patch_fractions
+    from course_lib.amil.evaluate import localisation_auc
+
+    labels = validation.table["label"].to_numpy()
+    malignant = np.flatnonzero(labels == 1)
+    fractions = [patch_fractions(validation.masks[k]) for k in malignant]
+
+    def score(epoch, model):
+        probabilities, attention = predict_bags(model, ImageBags(validation.images))
+        localisation, _ = localisation_auc([attention[k] for k in malignant], fractions)
+        accuracy = float(np.mean((probabilities >= 0.5) == labels))
+        curve.append({"epoch": epoch + 1, "accuracy": round(accuracy, 4),
+                      "attention_localisation_auc": round(localisation, 4)})
+        total = accuracy + (0.0 if np.isnan(localisation) else localisation)  # NaN: no malignant validation image
+        if total >= best.get("score", -np.inf):
+            best.update(score=total, epoch=epoch + 1,
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+    return score
 
 
 def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient=4, test_patients=12,
-                      magnification=40, centre_inputs=True, test_images_per_patient=3, log=print):
+                      magnification=40, centre_inputs=True, test_images_per_patient=3, validation_patients=8,
+                      keep_best_epoch=False, what_helped=None, log=print):
     """Train the kit's weights on SYNTHETIC phantom patients and write them with a model card.
 
-    ``kind``: "amil", "gated" or "cnn". Returns the card (with held-out metrics).
+    ``kind``: "amil", "gated" or "cnn". ``validation_patients`` (x 2 images, seed
+    :data:`PHANTOM_VALIDATION_SEED`) are scored after every epoch of an A-MIL model:
+    the card's ``validation_curve``; with ``keep_best_epoch`` the weights written are those of
+    the epoch with the highest validation accuracy + localisation AUC (early stopping on the
+    validation patients, never on the held-out ones). ``what_helped``: a sentence for the card.
+    Returns the card (with held-out metrics).
     """
     from course_lib.amil.data import patch_fractions, phantom_patients
     from course_lib.amil.evaluate import bag_metrics, localisation_auc
@@ -277,10 +311,17 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         history = train_cnn(model, train.images, labels, settings, log=log)
         _as_stored(model)
         probabilities = predict_cnn(model, test.images)
-        localisation = None
+        localisation, curve, best = None, None, {}
     else:
         model = AttentionMIL(gated=kind == "gated", centre_inputs=centre_inputs)
-        history = train_amil(model, ImageBags(train.images), labels, settings, log=log)
+        curve, best = [], {}
+        if keep_best_epoch and not validation_patients:
+            raise ValueError("keep_best_epoch needs validation patients")
+        hook = (_validation_curve(phantom_patients(validation_patients, 2, PHANTOM_VALIDATION_SEED, magnification),
+                                  curve, best) if validation_patients else None)
+        history = train_amil(model, ImageBags(train.images), labels, settings, log=log, after_epoch=hook)
+        if keep_best_epoch:
+            model.load_state_dict(best["state"])
         _as_stored(model)
         probabilities, attention = predict_bags(model, ImageBags(test.images))
         malignant = np.flatnonzero(test_labels == 1)
@@ -302,10 +343,16 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         "command": (f"course-kit amil train --model {kind} --train-patients {train_patients} "
                     f"--images-per-patient {images_per_patient} --test-patients {test_patients} "
                     f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
-                    f"--batch-size {settings.batch_size}" + (" --centre-inputs" if centre_inputs else "")),
+                    f"--batch-size {settings.batch_size} --threads {settings.threads}"
+                    + (" --centre-inputs" if centre_inputs else "")
+                    + (f" --validation-patients {validation_patients}" if validation_patients != 8 else "")
+                    + (" --keep-best-epoch" if keep_best_epoch else "")),
         "settings": settings_card(settings),
+        "what_helped": what_helped,
         "steps": history["steps"],
         "training_loss": [round(v, 4) for v in history["loss"]],
+        "validation_curve": curve or None,
+        "epoch_kept": best.get("epoch", settings.epochs) if kind != "cnn" else settings.epochs,
         "training_seconds": round(time.perf_counter() - start),
         "test_metrics": {"accuracy": round(metrics["accuracy"], 4), "auc": round(metrics["auc"], 4),
                          "attention_localisation_auc": None if localisation is None else round(localisation, 4)},
