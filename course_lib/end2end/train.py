@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from course_lib.progress import progress_bar
+
 __all__ = ["make_deterministic", "stage_schedule", "TOP_BLOCK_PREFIX", "PatchTrainingSettings",
            "ImageTrainingSettings", "load_patch_split", "train_patch_classifier", "train_whole_image",
            "save_weights_float16", "load_weights"]
@@ -163,6 +165,7 @@ def train_patch_classifier(model, backbone, x, y, settings=PatchTrainingSettings
     n_classes = model.output_shape[-1]
     targets = keras.utils.to_categorical(y, n_classes)
     history, epoch = [], 0
+    bar = progress_bar(settings.end_epochs[-1], "training patches", "epoch")
     for stage, epochs, rate in stage_schedule(settings.end_epochs, settings.learning_rates):
         _set_patch_stage(model, backbone, stage)
         _compile(model, rate, "categorical_crossentropy")
@@ -177,6 +180,9 @@ def train_patch_classifier(model, backbone, x, y, settings=PatchTrainingSettings
                 predicted = model.predict(x_val, batch_size=256, verbose=0).argmax(axis=1)
                 row["val_accuracy"] = round(float(np.mean(predicted == y_val)), 4)
             history.append(row)
+            bar.set_postfix({k: v for k, v in row.items() if k != "epoch"}, refresh=False)
+            bar.update()
+    bar.close()
     return history
 
 
@@ -222,6 +228,7 @@ def train_whole_image(model, x, y, x_val, y_val, settings=ImageTrainingSettings(
     stages = stage_schedule(settings.end_epochs, settings.learning_rates)
     flipped_maps = None
     val_maps = None
+    bar = progress_bar(settings.end_epochs[-1], "training whole images", "epoch")
     for stage, epochs, rate in stages:
         _set_image_stage(trunk, stage)
         for layer in top.layers:  # the paper also freezes the heatmap layer in stage 1
@@ -249,8 +256,11 @@ def train_whole_image(model, x, y, x_val, y_val, settings=ImageTrainingSettings(
             auc = float(roc_auc_score(y_val, scores)) if len(set(y_val)) == 2 else float("nan")
             history.append({"epoch": epoch, "stage": stage, "loss": round(float(fit.history["loss"][0]), 4),
                             "val_auc": round(auc, 4)})
+            bar.set_postfix(stage=stage, loss=history[-1]["loss"], val_auc=history[-1]["val_auc"], refresh=False)
+            bar.update()
             if auc > best[0]:
                 best = (auc, model.get_weights(), epoch)
+    bar.close()
     trunk.trainable = True
     if best[1] is not None:
         model.set_weights(best[1])
