@@ -100,9 +100,10 @@ def progress_bar(total, description, unit="item", shown=None, delay=0.0):
 
 
 def beside(bar, log):
-    """``log`` (``print``, say) made to write between two drawings of ``bar``: on a terminal
-    the bar's line is cleared first and redrawn after, so that the two do not run into each
-    other. ``log`` itself when the bar is hidden (or ``log`` is None).
+    """``log`` (``print``, or a trainer's ``after_epoch`` hook that prints) made to write
+    between two drawings of ``bar``: on a terminal the bar's line is cleared first and redrawn
+    after, so that the two do not run into each other. ``log`` itself when the bar is hidden
+    (or ``log`` is None).
 
     >>> with progress_bar(2, "training", shown=False) as bar:
     ...     beside(bar, print) is print

@@ -157,7 +157,8 @@ def test_gmic_training_advances_a_bar_over_its_steps(terminal):
         windows = np.random.default_rng(0).normal(size=(2, 128, 128)).astype(np.float32)
         labels = np.array([[0, 1], [0, 0]], np.float32)
         train_gmic(model, windows, labels, TrainingSettings(epochs=2, batch_size=1),
-                   log=functools.partial(print, file=terminal))
+                   log=functools.partial(print, file=terminal),
+                   after_epoch=lambda epoch, model: print(f"validated {epoch + 1}", file=terminal))
     finally:
         torch.set_num_threads(threads)
     text = terminal.getvalue()
@@ -165,6 +166,7 @@ def test_gmic_training_advances_a_bar_over_its_steps(terminal):
     assert re.search(r"epoch=2, loss=\d+\.\d{4}", text)
     # each log line starts a line of its own, the bar's line cleared first: they do not run together
     assert len(re.findall(r"[\r\n] *\repoch [12]/2: loss \d", text)) == 2, text
+    assert len(re.findall(r"[\r\n] *\rvalidated [12]\n", text)) == 2, text  # an after_epoch hook's lines too
 
 
 def test_amil_training_advances_a_bar_over_its_steps(terminal):

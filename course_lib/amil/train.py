@@ -108,7 +108,7 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
     history = {"loss": [], "accuracy": [], "steps": 0, "data_seconds": 0.0, "model_seconds": 0.0}
     bar = progress_bar(settings.epochs * len(_batches(range(len(bags)), settings.batch_size)), "training A-MIL",
                        "step")  # main process only
-    log = beside(bar, log)
+    log, after_epoch = beside(bar, log), beside(bar, after_epoch)  # their lines do not run into the bar
     for epoch in range(settings.epochs):
         total_loss, correct = 0.0, 0
         for batch in _batches(torch.randperm(len(bags), generator=generator).tolist(), settings.batch_size):

@@ -147,7 +147,7 @@ def train_gmic(model: GMIC, windows, labels, settings=TrainingSettings(), device
     history = TrainingHistory()
     steps = math.ceil(len(windows) / settings.batch_size)
     bar = progress_bar(settings.epochs * steps, "training GMIC", "step")  # main process only
-    log = beside(bar, log)
+    log, after_epoch = beside(bar, log), beside(bar, after_epoch)  # their lines do not run into the bar
     for epoch in range(settings.epochs):
         start = time.perf_counter()
         order = generator.permutation(len(windows))
