@@ -57,7 +57,8 @@ from dataclasses import dataclass
 __all__ = ["Context", "SINGLE_PROCESS", "TORCHRUN_VARIABLES", "detect_launch", "backend_for", "join",
            "current", "leave", "main_process_only", "local_part", "EpochSampler", "all_sum", "wrap", "unwrap",
            "plain_state_dict", "synchronised_batchnorm", "average_batchnorm_statistics", "keras_strategy",
-           "synchronise_keras_batchnorm", "global_batch_size", "scaled_learning_rate", "use_logical_cpus"]
+           "synchronise_keras_batchnorm", "global_batch_size", "scaled_learning_rate", "use_logical_cpus",
+           "add_keras_distribute_option", "keras_strategy_from_args"]
 
 #: What torchrun sets in every process it starts (multi-node runs set the same).
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -433,3 +434,20 @@ def use_logical_cpus(count):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(count))
     return [device.name for device in tf.config.list_logical_devices("CPU")]
+
+
+def add_keras_distribute_option(parser):
+    """Add ``--distribute`` to a Keras trainer's command line (see :func:`keras_strategy_from_args`)."""
+    parser.add_argument("--distribute", action="store_true",
+                        help="train data-parallel: MirroredStrategy over all local GPUs, or "
+                             "MultiWorkerMirroredStrategy over the workers TF_CONFIG lists; the batch size "
+                             "is the global batch")
+
+
+def keras_strategy_from_args(args):
+    """The strategy ``--distribute`` asks for (:func:`keras_strategy`), or None for a plain run."""
+    if not getattr(args, "distribute", False):
+        return None
+    strategy = keras_strategy()
+    print(f"tf.distribute: {type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s)")
+    return strategy

@@ -17,6 +17,8 @@ Nothing heavy is imported until a command runs.
 
 import sys
 
+from course_lib.distributed import add_keras_distribute_option
+
 PROJECTION_CHOICES = ("CC_L", "CC_R", "MLO_L", "MLO_R")
 #: Input side of the kit's phantom-trained weights (the original's is 650).
 KIT_INPUT_SIZE = 64
@@ -27,6 +29,7 @@ def _train(args):
     from pathlib import Path
 
     from course_lib.datasets.density import read_density_dataset
+    from course_lib.distributed import keras_strategy_from_args
     from course_lib.phantoms.density_set import build_density_phantom_dataset
     from course_lib.density.data import LayoutError, check_layout
     from course_lib.density.model import weight_file_name
@@ -49,7 +52,8 @@ def _train(args):
     try:
         check_layout(frame, args.projections, ("train", "validation"), root=args.data or output / "data")
         trained = train_projections(frame, args.projections, args.input_size, args.recipe, seed=args.seed,
-                                    verbose=1 if sys.stdout.isatty() else 2, **overrides)
+                                    verbose=1 if sys.stdout.isatty() else 2,
+                                    strategy=keras_strategy_from_args(args), **overrides)
     except LayoutError as error:
         print(f"course-kit density train: error: {error}", file=sys.stderr)
         return 2
@@ -147,6 +151,7 @@ def add_parser(commands):
                        help="short: the CPU lesson's; original: plain SGD 0.01, batch 4, 100 epochs")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     train.add_argument("--seed", type=int, default=0)
+    add_keras_distribute_option(train)
     train.set_defaults(run=_train)
 
     predict = sub.add_parser("predict", help="write the original's prediction files and print figures of merit",

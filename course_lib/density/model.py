@@ -35,6 +35,7 @@ __all__ = [
     "LEAKY_SLOPE",
     "STAGES",
     "GRADCAM_LAYER",
+    "DROPOUT",
     "ArchitectureMismatchError",
     "build_density_resnet",
     "layer_summary",
@@ -55,6 +56,8 @@ BLOCKS_PER_STAGE = 3
 GRADCAM_LAYER = "stage4_block3_add"
 #: Keras' default batch-norm momentum, which the original kept.
 BN_MOMENTUM = 0.99
+#: The dropout rate before global average pooling.
+DROPOUT = 0.2
 
 
 class ArchitectureMismatchError(ValueError):
@@ -78,7 +81,7 @@ def _bottleneck(x, mid, out, stride, project, name, keras, bn_momentum):
     return keras.layers.LeakyReLU(LEAKY_SLOPE, name=f"{name}_out")(y)
 
 
-def build_density_resnet(input_size=INPUT_SIZE, channels=3, dropout=0.2, bn_momentum=BN_MOMENTUM,
+def build_density_resnet(input_size=INPUT_SIZE, channels=3, dropout=DROPOUT, bn_momentum=BN_MOMENTUM,
                          name="infn_density_resnet"):
     """Build the (untrained) INFN density ResNet.
 
@@ -183,7 +186,8 @@ def load_density_model(path, input_size=None):
     except (OSError, ValueError, TypeError) as error:
         raise ArchitectureMismatchError(
             f"{path}: not a Keras model file this kit can read ({type(error).__name__}: {error}). "
-            "Legacy Keras 2 .h5 files of the original need their layer names mapped; see the notebook.") from error
+            "For a Keras 2 .h5 file (the original's), use "
+            "course_lib.density.keras2_weights.build_from_keras2_h5.") from error
     return check_architecture(model, source=name)
 
 

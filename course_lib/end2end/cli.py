@@ -5,6 +5,8 @@ Heavy libraries are imported inside the handlers, so ``--help`` stays instant.
 
 import sys
 
+from course_lib.distributed import add_keras_distribute_option
+
 
 def _sample_patches(args):
     from course_lib.end2end.patches import SamplingSettings, sample_patches
@@ -25,6 +27,7 @@ def _sample_patches(args):
 
 
 def _train(args):
+    from course_lib.distributed import keras_strategy_from_args
     from course_lib.end2end import pipeline
     from course_lib.end2end.train import make_deterministic
 
@@ -32,7 +35,7 @@ def _train(args):
     settings = pipeline.LessonSettings(n_patients=args.patients, seed=args.seed)
     data = pipeline.prepare(args.workdir, settings)
     print(data.sampling_report.counts().to_string())
-    patch, whole, histories = pipeline.train(data, settings)
+    patch, whole, histories = pipeline.train(data, settings, strategy=keras_strategy_from_args(args))
     metrics = pipeline.evaluate(data, patch, whole, settings)
     for name in ("auc", "auc_flips"):
         auc, low, high = metrics[name]
@@ -121,6 +124,7 @@ def add_parser(commands):
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=2)
     train.add_argument("--weights", default=None, help="write float16 weights and a model card here")
+    add_keras_distribute_option(train)
     train.set_defaults(run=_train)
 
     predict = sub.add_parser("predict", help="P(cancer) of PNG or DICOM mammograms with the kit's weights",

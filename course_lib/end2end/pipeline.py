@@ -9,12 +9,14 @@
 4. :func:`save` / :func:`load` store the kit's weights (float16) with a model card.
 """
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from course_lib.distributed import synchronise_keras_batchnorm
 from course_lib.end2end.data import PHANTOM_SHAPE, image_table, lesion_masks_of, load_images, write_phantom_cases
 from course_lib.end2end.patches import SamplingSettings, patient_split, sample_patches
 from course_lib.end2end.scaling import featurewise_mean, infer_bit_depth
@@ -88,25 +90,36 @@ def prepare(workdir, settings=LessonSettings(), processes=1):
     return LessonData(root, patch_dir, images, pixels, bits, mean, report)
 
 
-def build_models(settings, n_classes=None):
-    """(patch model, whole-image model) of the lesson's architecture, untrained."""
+def build_models(settings, n_classes=None, strategy=None):
+    """(patch model, whole-image model) of the lesson's architecture, untrained.
+
+    With a ``tf.distribute`` ``strategy`` (:func:`course_lib.distributed.keras_strategy`)
+    both are built in its scope with synchronised batch norm; the trainers then compile
+    and fit them data-parallel, the settings' batch sizes being the global batches.
+    """
     from course_lib.end2end.model import patch_classifier, whole_image_classifier
 
     n_classes = n_classes or settings.sampling.n_classes
-    patch = patch_classifier(settings.backbone, settings.sampling.patch_size, n_classes)
-    whole = whole_image_classifier(patch, settings.shape, top=settings.top, depths=settings.top_depths,
-                                   dropout=settings.top_dropout)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        patch = patch_classifier(settings.backbone, settings.sampling.patch_size, n_classes)
+        whole = whole_image_classifier(patch, settings.shape, top=settings.top, depths=settings.top_depths,
+                                       dropout=settings.top_dropout)
+        if strategy is not None:
+            synchronise_keras_batchnorm(whole)  # the patch model's layers are inside the whole-image model
     return patch, whole
 
 
-def train(data, settings=LessonSettings()):
-    """Train both stages; returns (patch model, whole-image model, {"patch": [...], "image": [...]})."""
+def train(data, settings=LessonSettings(), strategy=None):
+    """Train both stages; returns (patch model, whole-image model, {"patch": [...], "image": [...]}).
+
+    ``strategy``: train data-parallel under a ``tf.distribute`` strategy (see :func:`build_models`).
+    """
     from course_lib.end2end.model import BACKBONES
     from course_lib.end2end.predict import model_input
     from course_lib.end2end.train import load_patch_split, train_patch_classifier, train_whole_image
 
     channels = BACKBONES[settings.backbone]
-    patch, whole = build_models(settings)
+    patch, whole = build_models(settings, strategy=strategy)
     x, y = load_patch_split(data.patch_dir, "train")
     x_val, y_val = load_patch_split(data.patch_dir, "val")
     patch_history = train_patch_classifier(

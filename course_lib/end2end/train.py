@@ -149,9 +149,12 @@ def _set_patch_stage(model, backbone, stage):
 
 
 def _compile(model, rate, loss):
+    """Compile with Adam at ``rate``, inside the strategy the model was built under (the
+    optimizer's variables must live on the same replicas as the model's)."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
 
 
 def train_patch_classifier(model, backbone, x, y, settings=PatchTrainingSettings(), x_val=None, y_val=None):
