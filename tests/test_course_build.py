@@ -3,6 +3,7 @@ guard against storing skipped real-data sections, and nbval's options for a bare
 
 import importlib.util
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -130,16 +131,26 @@ def test_builder_refuses_to_store_a_skipped_real_data_section(tmp_path, capsys):
     assert executed.metadata["kernelspec"]["name"] == "python3", "stored notebooks name the usual kernel"
 
 
-def test_bare_nbval_run_uses_the_sanitize_file_and_this_python():
+def test_bare_nbval_run_uses_the_sanitize_file_this_python_and_no_progress_bars(monkeypatch):
     spec = importlib.util.spec_from_file_location("notebooks_conftest", ROOT / "notebooks" / "conftest.py")
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     bare = SimpleNamespace(option=SimpleNamespace(nbval_sanitize_with=None, sanitize_with=None, nbval_kernel_name=None,
-                                                  nbval_current_env=False, current_env=False))
+                                                  nbval_current_env=False, current_env=False, nbval=False,
+                                                  nbval_lax=True))
     conftest.pytest_configure(bare)
     assert Path(bare.option.nbval_sanitize_with) == ROOT / "notebooks" / "nbval_sanitize.cfg"
     assert bare.option.nbval_current_env is True
+    assert os.environ["TQDM_DISABLE"] == "1"  # the kernel inherits it
     given = SimpleNamespace(option=SimpleNamespace(nbval_sanitize_with="mine.cfg", sanitize_with=None,
-                                                   nbval_kernel_name="other", nbval_current_env=False, current_env=False))
+                                                   nbval_kernel_name="other", nbval_current_env=False, current_env=False,
+                                                   nbval=True, nbval_lax=False))
     conftest.pytest_configure(given)
     assert (given.option.nbval_sanitize_with, given.option.nbval_current_env) == ("mine.cfg", False)
+    monkeypatch.delenv("TQDM_DISABLE")
+    unit_tests = SimpleNamespace(option=SimpleNamespace(nbval_sanitize_with=None, sanitize_with=None,
+                                                        nbval_kernel_name=None, nbval_current_env=False,
+                                                        current_env=False, nbval=False, nbval_lax=False))
+    conftest.pytest_configure(unit_tests)
+    assert "TQDM_DISABLE" not in os.environ
