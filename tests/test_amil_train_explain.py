@@ -33,6 +33,19 @@ def test_training_is_deterministic_and_batches_work():
     assert history["steps"] == 4 and len(history["loss"]) == 2
 
 
+def test_cosine_schedule_changes_only_later_epochs():
+    bags, labels = _tiny_bags()
+    losses = {}
+    for schedule in ("constant", "cosine"):
+        torch.manual_seed(123)
+        settings = train.TrainSettings(epochs=3, learning_rate=1e-3, seed=4, lr_schedule=schedule)
+        losses[schedule] = train.train_amil(AttentionMIL(), bags, labels, settings, log=None)["loss"]
+    assert losses["constant"][0] == losses["cosine"][0]  # the first epoch runs at the full rate
+    assert losses["constant"][1:] != losses["cosine"][1:]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train.train_amil(AttentionMIL(), bags, labels, train.TrainSettings(epochs=1, lr_schedule="step"), log=None)
+
+
 def test_kit_weights_round_trip(tmp_path):
     torch.manual_seed(0)
     model = AttentionMIL(gated=True)

@@ -35,7 +35,11 @@ KIT_WARNING = ("Trained on SYNTHETIC histology phantoms only. Not for clinical u
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Training settings; the defaults are the study's (20 epochs, one bag per step)."""
+    """Training settings; the defaults are the study's (20 epochs, one bag per step, a constant learning rate).
+
+    ``lr_schedule="cosine"`` lowers the learning rate after every epoch along half a cosine,
+    from ``learning_rate`` towards 0 (not in the study).
+    """
 
     epochs: int = 20
     learning_rate: float = 1e-4
@@ -43,6 +47,7 @@ class TrainSettings:
     batch_size: int = 1
     seed: int = 1
     threads: int = 2
+    lr_schedule: str = "constant"
 
 
 def make_deterministic(seed, threads=2):
@@ -104,6 +109,10 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
     trained = distributed.wrap(model)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.999),
                                  weight_decay=settings.weight_decay)
+    if settings.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {settings.lr_schedule!r}")
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs)
+                if settings.lr_schedule == "cosine" else None)
     generator = torch.Generator().manual_seed(settings.seed)
     history = {"loss": [], "accuracy": [], "steps": 0, "data_seconds": 0.0, "model_seconds": 0.0}
     bar = progress_bar(settings.epochs * len(_batches(range(len(bags)), settings.batch_size)), "training A-MIL",
@@ -135,6 +144,8 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
         if log is not None:
             log(f"epoch {epoch + 1}/{settings.epochs}: loss {history['loss'][-1]:.4f}, "
                 f"training accuracy {history['accuracy'][-1]:.3f}")
+        if schedule is not None:
+            schedule.step()
         if after_epoch is not None:
             after_epoch(epoch, model)
             model.train()
@@ -336,7 +347,9 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         "config": {"gated": kind == "gated", "centre_inputs": centre_inputs, "crop": list(CROP_SHAPE),
                    "patch": PATCH_SIZE},
         "deviations_from_the_study": ([] if not centre_inputs else ["inputs mapped from [0, 1] to [-1, 1]"])
-        + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else []),
+        + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else [])
+        + ([f"{settings.lr_schedule} learning-rate schedule over the epochs (study: constant)"]
+           if settings.lr_schedule != "constant" else []),
         "data": (f"SYNTHETIC phantoms from course_lib.amil.data.phantom_patients at {magnification}X: "
                  f"{train_patients} training patients x {images_per_patient} images (seed {PHANTOM_TRAIN_SEED}), "
                  f"{test_patients} held-out patients x {test_images_per_patient} images (seed {PHANTOM_TEST_SEED})"),
@@ -344,6 +357,7 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
                     f"--images-per-patient {images_per_patient} --test-patients {test_patients} "
                     f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
                     f"--batch-size {settings.batch_size} --threads {settings.threads}"
+                    + (f" --lr-schedule {settings.lr_schedule}" if settings.lr_schedule != "constant" else "")
                     + (" --centre-inputs" if centre_inputs else "")
                     + (f" --validation-patients {validation_patients}" if validation_patients != 8 else "")
                     + (" --keep-best-epoch" if keep_best_epoch else "")),
