@@ -5,23 +5,12 @@ dataset builder pays anyway.
 """
 
 import io
-import statistics
-import time
 
 from PIL import Image
+from timing import median_seconds
 
 from course_lib.datasets.breakhis import MAGNIFICATIONS
 from course_lib.phantoms.histology import make_histology
-
-
-def median_seconds(function, repeats=5):
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 if __name__ == "__main__":

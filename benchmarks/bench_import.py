@@ -6,10 +6,10 @@ included, and must import none of torch, tensorflow, pandas, scipy or pydicom
 (tests/test_layout.py checks that; this measures what is left).
 """
 
-import statistics
 import subprocess
 import sys
-import time
+
+from timing import median_seconds
 
 COMMANDS = {
     "python -c pass": [sys.executable, "-c", "pass"],
@@ -19,17 +19,9 @@ COMMANDS = {
 }
 
 
-def median_seconds(command, repeats=7):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 if __name__ == "__main__":
-    seconds = {name: median_seconds(command) for name, command in COMMANDS.items()}
+    seconds = {name: median_seconds(lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL), repeats=7,
+                                   warm_up=False) for name, command in COMMANDS.items()}
     bare = seconds["python -c pass"]
     for name, value in seconds.items():
         print(f"{name:20} {value * 1000:7.0f} ms   {value / bare:5.1f}x python -c pass   "
