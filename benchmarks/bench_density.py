@@ -6,11 +6,13 @@ Measured in one run, so the ratios mean something on any machine:
 - a training step (SGD, categorical cross-entropy) at 64x64 batch 16 (the short recipe) and at 650x650
   batch 4 (the original recipe), plain and compiled with ``jit_compile=True`` (XLA): their ratio;
 - the ``tf.data`` input pipeline (augmentation + centring, batch 4 at 650x650) in batches/s, against
-  the training step: ratio > 1 means training never waits on data.
+  the training step: ratio > 1 means training never waits on data;
+- the four projections trained for one epoch on a small SYNTHETIC set (48x48, batch 8, Adam): one
+  model each (four traces of the training step) against ``train_projections``' one shared trace.
 
 Usage::
 
-    python benchmarks/bench_density.py [--repeats 3] [--skip-650]
+    python benchmarks/bench_density.py [--repeats 3] [--skip-650] [--skip-four-projections]
 """
 
 import argparse
@@ -59,10 +61,34 @@ def pipeline_batches_per_second(size, batch, n_batches=8):
     return count / (time.perf_counter() - start)
 
 
+def four_projections_seconds(shared, size=48):
+    """Seconds to train the four projections for one epoch: separate models, or one shared trace."""
+    import tempfile
+
+    from course_lib.datasets.density import PROJECTIONS
+    from course_lib.density.train import phantom_split_arrays, train_projection, train_projections
+    from course_lib.phantoms.density_set import build_density_phantom_dataset
+
+    recipe = dict(epochs=1, batch_size=8)
+    with tempfile.TemporaryDirectory() as root:
+        frame = build_density_phantom_dataset(root, 4, shape=(128, 84), splits={"train": 0.75, "validation": 0.25})
+        start = time.perf_counter()
+        if shared:
+            train_projections(frame, PROJECTIONS, size, **recipe)
+        else:
+            for projection in PROJECTIONS:
+                arrays = phantom_split_arrays(frame, projection, size)
+                (x_train, y_train, _), (x_val, y_val, _) = arrays["train"], arrays["validation"]
+                train_projection(x_train, y_train, x_val, y_val, size, **recipe)
+        return time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-650", action="store_true", help="only the 64x64 measurements")
+    parser.add_argument("--skip-four-projections", action="store_true",
+                        help="skip the four-projection training (five traces of the training step, minutes)")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -81,6 +107,11 @@ def main():
         per_second = pipeline_batches_per_second(650, 4)
         rows.append(("tf.data 650x650 batch 4 (augmented)",
                      f"{per_second:.1f} batches/s = {per_second * step:.1f}x the training step's need"))
+    if not args.skip_four_projections:
+        separate, shared = four_projections_seconds(shared=False), four_projections_seconds(shared=True)
+        rows += [("4 projections, 1 epoch, separate models", f"{separate:.1f} s"),
+                 ("  one shared trace (train_projections)", f"{shared:.1f} s  (ratio shared/separate "
+                                                             f"{shared / separate:.2f})")]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
