@@ -301,6 +301,30 @@ if len(curves) == 4:
     plt.show()
 
 # %% [markdown]
+# The model itself, `weights-improvement-46-0.80.h5`, is public too but not mirrored (9.4 MB), so only the `full`
+# profile fetches it. It is a Keras 2 file, and Keras 3 cannot read it into this architecture by itself: its layer
+# names (`conv2d_17` ...) are Keras 2's automatic ones, which depend on what the training session had built
+# before. `course_lib.density.keras2_weights` matches each weighted layer to the kit's ResNet by its place in the
+# graph, its kind and its weight shapes, and says what differs if the file is not this architecture. With the
+# INFN's own CC_R weights, the kit's Keras 3 ResNet becomes the published model; it then classifies the real
+# CC_R TestSet images.
+
+# %%
+from course_lib.density.keras2_weights import load_published_infn_model
+from course_lib.density.predict import predict_images
+
+infn = load_published_infn_model() if PROFILE == "full" else None  # None, with the reason printed, when unavailable
+if infn is not None:
+    infn_model, infn_report = infn
+    print(infn_report.summary())
+    present = [label for label in DENSITY_CLASSES if ("CC_R", label) in real_paths]
+    if present:
+        images = load_images([real_paths["CC_R", label] for label in present], infn_model.input_shape[1])
+        said = predict_images(infn_model, images).argmax(axis=1)
+        print("real CC_R TestSet, true / INFN model:",
+              ", ".join(f"{label}/{DENSITY_CLASSES[k]}" for label, k in zip(present, said)))
+
+# %% [markdown]
 # ## 4. Reproduction 2: NYU's histogram model, with its real weights
 #
 # NYU's density repository (BSD-2) ships, beside its CNN, a baseline small enough to write in five lines: each
