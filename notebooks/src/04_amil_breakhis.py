@@ -28,8 +28,8 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `smoke` | CI, any CPU | 29 s measured on an idle 2-core VM (papermill in CI), 58 s on a busy one |
-# | `default` | 2-core laptop CPU, kit's phantom-trained weights | 60 s measured on an idle 2-core VM (nbval in CI); 5 min when the VM was overloaded |
+# | `smoke` | CI, any CPU | 29 s measured on an idle 2-core VM (papermill in CI), 37 s on a busy one (load 4) |
+# | `default` | 2-core laptop CPU, kit's phantom-trained weights | 60 s measured on an idle 2-core VM (nbval in CI), 111 s on a busy one (load 5) |
 # | `full` | GPU, the real BreakHis download, one model per magnification, 20 epochs | hours |
 #
 # *Not for clinical use. The kit's weights were trained on SYNTHETIC phantoms only; their outputs on real BreakHis
@@ -291,9 +291,17 @@ print(f"SYNTHETIC demo: {history['steps']} steps, loss per epoch {[round(v, 4) f
 # %% [markdown]
 # A short run does not make a model. The kit's weights in `pretrained/` were trained by `course-kit amil train` (the
 # command and the data are on the model card) on SYNTHETIC patients drawn with another seed than the test patients.
-# **What helped, plainly:** patches mapped from [0, 1] to [−1, 1] before the first convolution, and a learning rate
-# of 1e-3 instead of the study's 1e-4. In our runs with the study's [0, 1] inputs the loss stayed at 0.69 (chance)
-# for two epochs at 1e-4 and three at 1e-3; with centred inputs at 1e-3 it fell to 0.48 in two epochs.
+# **What helped, plainly:** patches mapped from [0, 1] to [−1, 1] before the first convolution, a learning rate
+# of 1e-3 instead of the study's 1e-4, and **training longer with early stopping on validation patients**. In our
+# runs with the study's [0, 1] inputs the loss stayed at 0.69 (chance) for two epochs at 1e-4 and three at 1e-3;
+# with centred inputs at 1e-3 it fell to 0.38 in two epochs (the card's `training_loss`). Accuracy then settles within a few epochs, but the
+# attention map does not: its localisation AUC swings from one epoch to the next (the card's validation curve,
+# printed below, is measured after every epoch on 8 more SYNTHETIC patients, seed 3). The kit keeps the epoch with
+# the best validation accuracy + localisation AUC; the held-out patients of section 7 are never used to choose.
+# Tried and not kept, on the same validation patients: the gated variant (0.66–0.77 over 8 epochs), leaving out a
+# random half or three quarters of each bag's patches at every step (0.65–0.72), and a cosine-decaying learning rate,
+# with which the attention settles at 0.68–0.70 and stays there: the better maps of the constant rate are visited, not
+# converged to. There is **no** extra loss term and the phantoms were not made easier.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -305,6 +313,10 @@ cnn, cnn_card = load_kit_model(PRETRAINED / "amil_phantom_cnn.pt", device=device
 print(card["warning"])
 for name, c in (("A-MIL", card), ("CNN baseline", cnn_card)):
     print(f"{name}: {c['command']}\n  {c['steps']} steps; deviations from the study: {c['deviations_from_the_study']}")
+print(f"A-MIL validation curve (SYNTHETIC, {len(card['validation_curve'])} epochs), epoch kept: {card['epoch_kept']}")
+for row in card["validation_curve"]:
+    print(f"  epoch {row['epoch']:>2}: accuracy {row['accuracy']:.3f}, attention localisation AUC "
+          f"{row['attention_localisation_auc']:.3f}")
 
 # %% [markdown]
 # ## 7. Held-out SYNTHETIC patients: accuracy, and does attention find the tumour?
@@ -345,14 +357,37 @@ print(f"localises better on these phantoms: {better}; "
       f"classifies better (AUC): {max(results, key=lambda name: results[name][0]['auc'])}")
 
 # %% [markdown]
-# Read the two lines as a measurement of the study's claim, on data where the answer is known. With the kit's
-# weights, **the claim is not reproduced**: A-MIL classifies the held-out patients better than the CNN baseline
-# (without losing accuracy, as claimed), but its attention does not localise the tumour better than the CNN's
-# Grad-CAM: the two localisation AUCs are within a hundredth of each other, far inside what 18 images can resolve.
-# Attention is trained only to make the *bag* decision; nothing asks it to cover the whole tumour, and in a field
-# that is half tumour a few telling patches are enough. Both models are small and briefly trained, and the
-# intervals are wide (12 patients): more training, the gated variant or another CNN can change the verdict, which is
-# the point of measuring it (`course-kit amil train --help`).
+# Is the difference in localisation larger than chance variation? Both maps are scored on the same 18 images, so
+# resample **patients** (all of a patient's malignant images at once) and recompute the difference of the two mean
+# per-image AUCs each time: a paired patient bootstrap.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+per_image = {name: np.array(localisation_auc(scores, fractions)[1])
+             for name, scores in (("A-MIL attention", [attention[k] for k in malignant]),
+                                  ("CNN + Grad-CAM", [patch_means(c) for c in cams]))}
+gap = per_image["A-MIL attention"] - per_image["CNN + Grad-CAM"]
+owners = patients[malignant]
+members = [np.flatnonzero(owners == p) for p in np.unique(owners)]
+rng = np.random.default_rng(0)
+resampled = [gap[np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])].mean()
+             for _ in range(settings["bootstrap"])]
+print(f"localisation AUC, attention minus Grad-CAM: {gap.mean():+.3f} "
+      f"[{np.quantile(resampled, 0.025):+.3f}, {np.quantile(resampled, 0.975):+.3f}] "
+      f"({len(members)} malignant patients, {len(gap)} images); "
+      f"attention higher on {int((gap > 0).sum())}/{len(gap)} images")
+
+# %% [markdown]
+# Read these lines as a measurement of the study's claim, on data where the answer is known. With the kit's weights
+# the attention's localisation AUC is above the CNN's Grad-CAM and above the lesson's 0.80 mark, at the same held-out
+# accuracy (below the 0.85 this lesson aimed for) and a higher AUC. But the paired bootstrap puts the difference at a
+# few hundredths with an interval that spans zero, and attention wins on only half of the images: on 6 malignant
+# held-out patients the two maps cannot be told apart, so the study's claim is neither confirmed nor refuted here.
+# Section 6 says what the number cost: it is one epoch of a run in which localisation swings by more than 0.1 from
+# epoch to epoch, kept because it was the best on validation patients. Attention is trained only to make the *bag*
+# decision; nothing asks it to cover the whole tumour, and in a field that is half tumour a few telling patches are
+# enough. Both models are small and briefly trained: more training, another CNN or more patients can change the
+# verdict, which is the point of measuring it (`course-kit amil train --help`).
 #
 # ## 8. The maps, side by side
 #
@@ -463,24 +498,29 @@ if real_images:
 # course-kit amil export data/breakhis data/AMIL_Data                # the study's <mag>X/<train|test>/<0|1> layout
 # ```
 #
-# With `COURSE_PROFILE=full` and `BREAKHIS_ROOT` pointing at the download, the cell below trains one model per
-# magnification with the study's recipe (20 epochs, one bag per step) on a patient-level split, and prints accuracy
-# and AUC with patient-bootstrap intervals. Plan on a GPU.
+# With `COURSE_PROFILE=full` and `BREAKHIS_ROOT` pointing at the download, the cell below trains **one model per
+# magnification** (40×, 100×, 200×, 400×) with the study's recipe (20 epochs, one bag per step) on a patient-level
+# split (the layout's own where it keeps every patient on one side, the same patients held out at every
+# magnification), and prints accuracy and AUC with patient-bootstrap intervals. Each model is written with its own
+# model card (`amil_breakhis_<mag>X.pt` + `.json`) beside a summary CSV. The same from a terminal:
+#
+# ```
+# course-kit amil train --per-magnification data/breakhis --out runs/breakhis
+# ```
+#
+# Plan on a GPU: 20 epochs over ~1,400 training images per magnification.
 
 # %%
 breakhis_root = os.environ.get("BREAKHIS_ROOT")
 if PROFILE == "full" and breakhis_root:
-    full_table = patient_split(breakhis_table(breakhis_root).images, test_fraction=0.3, seed=0)
-    for magnification, rows in full_table.groupby("magnification"):
-        train_rows, test_rows = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
-        load = lambda paths: [np.asarray(Image.open(p).convert("RGB")) for p in paths]  # noqa: E731
-        model_m = AttentionMIL()
-        train_amil(model_m, ImageBags(load(train_rows["path"])), train_rows["label"].to_numpy(),
-                   TrainSettings(epochs=20), device=device)
-        p_m, _ = predict_bags(model_m, ImageBags(load(test_rows["path"])), device=device)
-        m = bag_metrics(test_rows["label"].to_numpy(), p_m, groups=test_rows["patient_id"].to_numpy())
-        print(f"{magnification}X: accuracy {format_interval(m['accuracy'], m['accuracy_ci'])}, "
-              f"AUC {format_interval(m['auc'], m['auc_ci'])}")
+    from course_lib.amil.train import train_per_magnification
+
+    per_magnification = train_per_magnification(breakhis_table(breakhis_root).images, workdir / "breakhis_models",
+                                                TrainSettings(epochs=20), device=device)
+    for row in per_magnification.itertuples():
+        print(f"{row.magnification}X ({row.test_images} test images, {row.test_patients} patients): "
+              f"accuracy {format_interval(row.accuracy, (row.accuracy_low, row.accuracy_high))}, "
+              f"AUC {format_interval(row.auc, (row.auc_low, row.auc_high))}")
 else:
     print("real BreakHis training runs in the full profile with BREAKHIS_ROOT set")
 
@@ -498,8 +538,10 @@ else:
 # - Split BreakHis by patient: an image-level split lets even a mean-colour nearest neighbour "succeed" by
 #   recognising slides.
 # - On held-out SYNTHETIC patients the kit measures accuracy, AUC and localisation AUC of attention against Grad-CAM
-#   of a CNN baseline, on the same patches. With the kit's weights A-MIL classifies better, but attention localises
-#   no better than Grad-CAM: the study's qualitative claim does not survive this measurement.
+#   of a CNN baseline, on the same patches. With the kit's weights (early-stopped on validation patients) attention
+#   localises a little better than Grad-CAM at equal accuracy, but the paired interval of the difference spans zero:
+#   on 6 malignant patients the study's claim is neither confirmed nor refuted. Attention localisation is not stable
+#   during training; what it took is on the model card.
 # - On the real UCSB bags, attention is no better than a mean-pooling logistic regression.
 # - On 13 real BreakHis images the phantom-trained model is a demonstration only (about chance).
 #
