@@ -11,25 +11,14 @@ Targets (issue 12): a bag in under 5 ms; an epoch not dominated by data loading.
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
+from timing import median_seconds
 
 from course_lib.amil.data import image_to_bag, pad_bags
 from course_lib.amil.model import AttentionMIL, bag_nll
 from course_lib.amil.train import ImageBags, TrainSettings, train_amil
-
-
-def median_seconds(function, repeats=20):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -41,8 +30,8 @@ def main():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.bags, 460, 700, 3), dtype=np.uint8)
 
-    bag_seconds = median_seconds(lambda: image_to_bag(images[0]))
-    copy_seconds = median_seconds(lambda: np.ascontiguousarray(images[0][6:454]).astype(np.float32))
+    bag_seconds = median_seconds(lambda: image_to_bag(images[0]), repeats=20)
+    copy_seconds = median_seconds(lambda: np.ascontiguousarray(images[0][6:454]).astype(np.float32), repeats=20)
     print(f"bag of 400 patches: {bag_seconds * 1e3:.2f} ms (target < 5 ms); "
           f"{bag_seconds / copy_seconds:.1f}x a float copy of the crop")
 
