@@ -349,7 +349,9 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         "deviations_from_the_study": ([] if not centre_inputs else ["inputs mapped from [0, 1] to [-1, 1]"])
         + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else [])
         + ([f"{settings.lr_schedule} learning-rate schedule over the epochs (study: constant)"]
-           if settings.lr_schedule != "constant" else []),
+           if settings.lr_schedule != "constant" else [])
+        + ([f"epoch {best['epoch']} of {settings.epochs} kept on the validation patients (study: the last)"]
+           if keep_best_epoch else []),
         "data": (f"SYNTHETIC phantoms from course_lib.amil.data.phantom_patients at {magnification}X: "
                  f"{train_patients} training patients x {images_per_patient} images (seed {PHANTOM_TRAIN_SEED}), "
                  f"{test_patients} held-out patients x {test_images_per_patient} images (seed {PHANTOM_TEST_SEED})"),
