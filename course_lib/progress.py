@@ -47,13 +47,21 @@ def is_shown(context=None, stream=None):
     context = distributed.current() if context is None else context
     if not context.is_main or not _keras_chief():
         return False
-    if "ipykernel" in sys.modules:  # a notebook: tqdm.auto draws a widget
+    if _in_notebook_kernel():  # tqdm.auto draws a widget
         return True
     stream = sys.stderr if stream is None else stream
     try:
         return bool(stream is not None and stream.isatty())
     except (AttributeError, ValueError):  # a closed or file-less stream
         return False
+
+
+def _in_notebook_kernel():
+    """True inside a running Jupyter (or Colab) kernel. Having imported ``ipykernel`` is not
+    enough: nbval and other tools import it in processes that are no kernel."""
+    ipython = sys.modules.get("IPython")  # never imported here: a kernel has imported it already
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def _keras_chief(environ=None):

@@ -47,10 +47,16 @@ class TerminalFixture(Terminal):
 def terminal(monkeypatch):
     """A terminal for stderr (``terminal.on()``), TQDM_DISABLE unset, no notebook kernel, one process."""
     monkeypatch.delenv(progress.DISABLE_ENV_VAR, raising=False)
-    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
     monkeypatch.setattr(distributed, "_joined", None)
     monkeypatch.delenv("TF_CONFIG", raising=False)
     return TerminalFixture(monkeypatch)
+
+
+def fake_kernel(monkeypatch):
+    """What a running Jupyter kernel looks like from inside: IPython's shell, configured by IPKernelApp."""
+    shell = types.SimpleNamespace(config={"IPKernelApp": {}})
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
 
 
 def final_counts(text, description):
@@ -79,21 +85,30 @@ def test_hidden_when_stderr_is_not_a_terminal(terminal, monkeypatch):
 def test_shown_in_a_notebook_kernel_without_a_terminal(terminal, monkeypatch):
     terminal.on()
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    fake_kernel(monkeypatch)
     assert progress.is_shown()
+
+
+def test_an_imported_ipykernel_is_no_notebook(terminal, monkeypatch):
+    """nbval imports ipykernel into pytest's process, and IPython may be imported with no kernel running."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert not progress.is_shown()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    assert not progress.is_shown()
 
 
 @pytest.mark.parametrize("value, shown", [("1", False), ("True", False), ("0", True), ("", True)])
 def test_tqdm_disable_hides_every_bar(terminal, monkeypatch, value, shown):
     terminal.on()
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    fake_kernel(monkeypatch)
     monkeypatch.setenv(progress.DISABLE_ENV_VAR, value)
     assert progress.is_shown() is shown
 
 
 def test_only_the_main_process_of_a_torchrun_job_draws(terminal, monkeypatch):
     terminal.on()
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    fake_kernel(monkeypatch)
     assert not progress.is_shown(SECOND_RANK)
     monkeypatch.setattr(distributed, "_joined", SECOND_RANK)  # what distributed.join() leaves on rank 1
     assert not progress.is_shown()
@@ -257,7 +272,7 @@ def test_nothing_is_drawn_with_tqdm_disable(terminal, served, monkeypatch):
     from course_lib.amil.train import TrainSettings, train_amil
 
     monkeypatch.setenv(progress.DISABLE_ENV_VAR, "1")
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    fake_kernel(monkeypatch)
     batch.map_items(_square, range(3))
     data.fetch(served.key)
     bags = [torch.rand(n, 3, 28, 28) for n in (3, 4)]
