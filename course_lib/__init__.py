@@ -5,7 +5,7 @@ lives in modules named after the framework (for example ``course_lib.gmic.model`
 needs torch) that only the notebooks needing them import.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from course_lib.profiles import PROFILES, get_profile, settings_for
 from course_lib.env import environment_report, seed_everything

@@ -38,7 +38,7 @@ import os
 import subprocess
 import sys
 
-KIT_RELEASE, KIT_EXTRA = "v0.1.0", "dicom"
+KIT_RELEASE, KIT_EXTRA = "v0.2.0", "dicom"
 if "google.colab" in sys.modules:
     # Absolute, and remembered: this cell changes directory, and may run again.
     kit = os.environ.setdefault("COURSE_KIT_CHECKOUT", os.path.abspath("course-kit"))
