@@ -52,8 +52,6 @@ def _train(args):
 def _predict(args):
     from pathlib import Path
 
-    import numpy as np
-
     from course_lib.end2end import pipeline
     from course_lib.end2end.data import load_images
     from course_lib.end2end.model import BACKBONES
