@@ -75,6 +75,22 @@ def test_pad_bags_and_empty_bag():
         data.pad_bags([torch.ones(3, 2), torch.ones(0, 2)])
 
 
+def test_augment_bag_turns_each_patch_and_scales_optical_density():
+    bag = 0.05 + 0.9 * torch.rand(64, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    turned = data.augment_bag(bag, seed=3, stain_spread=0.0)
+    dihedral = [lambda x, k=k: torch.rot90(x, k % 4, dims=(-2, -1)).flip(-1) if k >= 4
+                else torch.rot90(x, k % 4, dims=(-2, -1)) for k in range(8)]
+    used = [next(k for k in range(8) if torch.equal(turned[i], dihedral[k](bag[i]))) for i in range(len(bag))]
+    assert len(set(used)) == 8  # every patch is one of the square's 8 symmetries, and all of them occur
+    stained = data.augment_bag(bag, seed=3)
+    ratio = torch.log(stained) / torch.log(turned)  # the same turns; optical density scaled per channel
+    spread = ratio.amax(dim=(0, 2, 3)) - ratio.amin(dim=(0, 2, 3))
+    assert float(spread.max()) < 1e-4 and float((ratio.mean(dim=(0, 2, 3)) - 1).abs().min()) > 1e-3
+    assert torch.equal(data.augment_bag(bag, seed=3), stained)
+    assert not torch.equal(data.augment_bag(bag, seed=4), stained)
+    assert float(stained.min()) > 0 and float(stained.max()) <= 1
+
+
 @pytest.fixture(scope="module")
 def phantom_root(tmp_path_factory):
     from course_lib.phantoms.breakhis_set import build_breakhis_phantom_dataset

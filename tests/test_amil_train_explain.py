@@ -46,6 +46,33 @@ def test_cosine_schedule_changes_only_later_epochs():
         train.train_amil(AttentionMIL(), bags, labels, train.TrainSettings(epochs=1, lr_schedule="step"), log=None)
 
 
+def test_augmentation_is_reproducible_and_keeps_the_bag_order():
+    bags, labels = _tiny_bags()
+    runs = {}
+    for name, augment in (("plain", False), ("augmented", True), ("again", True)):
+        torch.manual_seed(123)
+        settings = train.TrainSettings(epochs=2, learning_rate=1e-3, seed=4, augment=augment)
+        runs[name] = train.train_amil(AttentionMIL(), bags, labels, settings, log=None)["loss"]
+    assert runs["augmented"] == runs["again"] and runs["augmented"] != runs["plain"]
+    assert train.settings_card(settings)["augment"] is True
+
+
+def test_weight_averaging_ends_with_the_mean_of_the_last_epochs():
+    bags, labels = _tiny_bags()
+    seen = []
+    torch.manual_seed(123)
+    model = AttentionMIL()
+    settings = train.TrainSettings(epochs=4, learning_rate=1e-3, seed=4, average_from=2)
+    history = train.train_amil(model, bags, labels, settings, log=None, after_epoch=lambda epoch, m: seen.append(
+        {k: v.detach().clone() for k, v in m.state_dict().items()}))
+    assert history["averaged_epochs"] == 3
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, torch.stack([state[name] for state in seen[1:]]).mean(dim=0), msg=name)
+    assert not torch.equal(model.pooling.w.weight, seen[-1]["pooling.w.weight"])  # not the last epoch
+    with pytest.raises(ValueError, match="average_from"):
+        train.train_amil(AttentionMIL(), bags, labels, train.TrainSettings(epochs=2, average_from=3), log=None)
+
+
 def test_kit_weights_round_trip(tmp_path):
     torch.manual_seed(0)
     model = AttentionMIL(gated=True)

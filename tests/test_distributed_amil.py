@@ -4,7 +4,8 @@ The test runs this file as programs (its ``__main__`` part): ``torchrun --standa
 --nproc_per_node 2`` and a plain run train the gated A-MIL model for two steps (7 bags of
 different sizes, global batch 4: the second batch of 3 splits 2 + 1) from the same weights.
 Padded bags differ between the runs (each process pads its own part): the mask makes that
-irrelevant, and the weights, gradients and logged losses agree.
+irrelevant, and the weights, gradients and logged losses agree. The bags are augmented
+(``augment=True``): each bag is turned and re-stained alike whatever the number of processes.
 """
 
 import json
@@ -36,7 +37,8 @@ def program(mode, folder):
     gradients, logged = [], []
     register_optimizer_step_pre_hook(lambda optimiser, args, kwargs: gradients.append(
         [p.grad.clone() for group in optimiser.param_groups for p in group["params"]]))
-    settings = TrainSettings(epochs=1, learning_rate=LEARNING_RATE, batch_size=4, seed=2, threads=1)
+    settings = TrainSettings(epochs=1, learning_rate=LEARNING_RATE, batch_size=4, seed=2, threads=1,
+                             augment=True)
     history = train_amil(model, bags, labels, settings, log=logged.append)
     context = distributed.current()
     summary = {"loss": history["loss"], "accuracy": history["accuracy"], "logged": logged,

@@ -16,7 +16,8 @@ def _train(args):
     from course_lib.amil.train import TrainSettings, train_phantom_kit
 
     settings = TrainSettings(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                             seed=args.seed, threads=args.threads, lr_schedule=args.lr_schedule)
+                             seed=args.seed, threads=args.threads, lr_schedule=args.lr_schedule,
+                             augment=args.augment, average_from=args.average_from)
     if args.per_magnification:
         return _train_per_magnification(args, settings)
     card = train_phantom_kit(args.model, args.out, settings, args.train_patients, args.images_per_patient,
@@ -118,6 +119,11 @@ def add_parser(commands):
     train.add_argument("--batch-size", type=int, default=1)
     train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                        help="cosine: the learning rate falls along half a cosine over the epochs (not in the study)")
+    train.add_argument("--augment", action="store_true",
+                       help="turn each patch and re-stain each bag at every visit (A-MIL only; not in the study)")
+    train.add_argument("--average-from", type=int, default=0, metavar="EPOCH",
+                       help="end with the mean of the weights after epochs EPOCH..last (stochastic weight "
+                            "averaging; not in the study)")
     train.add_argument("--seed", type=int, default=1)
     train.add_argument("--centre-inputs", action="store_true",
                        help="map patches from [0, 1] to [-1, 1] (not in the study; trains faster)")

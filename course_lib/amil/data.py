@@ -16,6 +16,7 @@ Everything else here prepares bags for training honestly:
   model recognise the slide instead of the disease, see :func:`image_split`);
 - :func:`pad_bags` stacks bags of different sizes with a mask, so that training
   can use batches of bags;
+- :func:`augment_bag` turns each patch and re-stains the bag, as histology allows;
 - :func:`safe_extract` unpacks a downloaded archive, refusing members that would
   land outside the target folder;
 - :func:`phantom_patients` draws SYNTHETIC BreakHis-style patients with tumour
@@ -42,6 +43,7 @@ __all__ = [
     "bag_to_image",
     "patch_fractions",
     "pad_bags",
+    "augment_bag",
     "BreakHisTable",
     "breakhis_table",
     "patient_split",
@@ -226,6 +228,45 @@ def pad_bags(bags):
     return padded, mask
 
 
+#: Spread of the per-slide stain (log-normal factor on each channel's optical density): the phantoms'
+#: slides vary by this much, and :func:`augment_bag` re-stains a bag by as much.
+SLIDE_STAIN_SPREAD = 0.12
+
+
+def augment_bag(bag, seed, stain_spread=SLIDE_STAIN_SPREAD):
+    """A randomly turned and re-stained copy of ``bag`` ((n, 3, p, p) in [0, 1]), for training only.
+
+    Each patch gets one of the 8 flips and quarter turns of a square: a
+    histology section has no up or left, and A-MIL embeds every patch on its
+    own, so turning patches one by one changes nothing the bag label depends
+    on. The whole bag then gets one stain: each channel's optical density
+    (Beer-Lambert, ``-log(value)``) is scaled by a log-normal factor with
+    ``stain_spread``, as one slide's stain differs from another's. Colour and
+    orientation augmentation are the standard ones in computational pathology
+    (Tellez et al., Medical Image Analysis 2019). ``seed`` fixes the draw.
+
+    >>> import torch
+    >>> bag = torch.linspace(0.1, 1.0, 400 * 3 * 28 * 28).reshape(400, 3, 28, 28)
+    >>> turned = augment_bag(bag, seed=0, stain_spread=0.0)    # no stain change: only turns
+    >>> bool(torch.equal(turned.flatten(1).sort().values, bag.flatten(1).sort().values))  # same pixels
+    True
+    >>> bool(torch.equal(turned, bag))                          # elsewhere
+    False
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed))
+    turn = torch.randint(8, (len(bag),), generator=generator)
+    turned = torch.empty_like(bag)
+    for k in range(8):  # k % 4 quarter turns, then a mirror for k >= 4
+        chosen = turn == k
+        patches = torch.rot90(bag[chosen], k % 4, dims=(-2, -1))
+        turned[chosen] = patches.flip(-1) if k >= 4 else patches
+    factors = torch.exp(stain_spread * torch.randn(bag.shape[1], generator=generator))
+    # value ** factor == exp(-factor * optical density); 1/255 is the darkest value a uint8 image holds.
+    return turned.clamp_min(1.0 / 255.0).pow(factors.reshape(-1, 1, 1)).to(bag.dtype)
+
+
 # --------------------------------------------------------------------------- tables
 
 @dataclass
@@ -403,10 +444,6 @@ def safe_extract(archive, dest):
 
 
 # --------------------------------------------------------------------------- phantoms
-
-#: Spread of the per-slide stain (log-normal factor on each channel's optical density).
-SLIDE_STAIN_SPREAD = 0.12
-
 
 @dataclass
 class PhantomSet:

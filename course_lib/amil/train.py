@@ -9,6 +9,11 @@ one model per magnification. Differences, on purpose:
   item fetch, so an epoch sampled with replacement);
 - batches of padded bags (``batch_size`` > 1) are allowed; with
   ``batch_size=1`` training is the study's one bag per step;
+- optionally (``augment=True``, not in the study) every training bag is turned
+  and re-stained at every visit (:func:`course_lib.amil.data.augment_bag`);
+- optionally (``average_from``, not in the study) the model ends as the mean of
+  its weights after each of the last epochs: stochastic weight averaging
+  (Izmailov et al., UAI 2018), steadier than any single epoch;
 - determinism: ``torch.use_deterministic_algorithms(True)``, a fixed number of
   CPU threads and seeds, so the same settings print the same numbers.
 """
@@ -22,7 +27,7 @@ import numpy as np
 import torch
 
 from course_lib import distributed
-from course_lib.amil.data import CROP_SHAPE, PATCH_SIZE, image_to_bag, pad_bags
+from course_lib.amil.data import CROP_SHAPE, PATCH_SIZE, augment_bag, image_to_bag, pad_bags
 from course_lib.amil.model import AttentionMIL, bag_nll
 from course_lib.progress import beside, progress_bar
 
@@ -38,7 +43,10 @@ class TrainSettings:
     """Training settings; the defaults are the study's (20 epochs, one bag per step, a constant learning rate).
 
     ``lr_schedule="cosine"`` lowers the learning rate after every epoch along half a cosine,
-    from ``learning_rate`` towards 0 (not in the study).
+    from ``learning_rate`` towards 0 (not in the study). ``augment=True`` turns each patch and
+    re-stains each bag at every visit (:func:`course_lib.amil.data.augment_bag`; not in the study).
+    ``average_from=k`` > 0 ends training with the mean of
+    the weights after epochs k, k + 1, ..., ``epochs`` (stochastic weight averaging; not in the study).
     """
 
     epochs: int = 20
@@ -48,6 +56,8 @@ class TrainSettings:
     seed: int = 1
     threads: int = 2
     lr_schedule: str = "constant"
+    augment: bool = False
+    average_from: int = 0
 
 
 def make_deterministic(seed, threads=2):
@@ -95,8 +105,9 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
     -------
     history : dict
         ``loss`` and ``accuracy`` per epoch (training bags, from the forward
-        pass that is trained on), ``steps``, and the seconds spent building
-        bags (``data_seconds``) and in the model (``model_seconds``).
+        pass that is trained on), ``steps``, the seconds spent building
+        bags (``data_seconds``) and in the model (``model_seconds``), and the
+        number of epochs whose weights were averaged (``averaged_epochs``, 0 without).
     """
     labels = torch.tensor(np.asarray(labels, dtype=np.float32))
     if len(bags) != len(labels):
@@ -113,7 +124,12 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {settings.lr_schedule!r}")
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs)
                 if settings.lr_schedule == "cosine" else None)
+    if not 0 <= settings.average_from <= settings.epochs:
+        raise ValueError(f"average_from must be 0 (no averaging) or an epoch 1..{settings.epochs}, "
+                         f"got {settings.average_from}")
+    average, averaged = None, 0
     generator = torch.Generator().manual_seed(settings.seed)
+    augmentation = torch.Generator().manual_seed(settings.seed + 1)  # its own stream: the bag order stays the same
     history = {"loss": [], "accuracy": [], "steps": 0, "data_seconds": 0.0, "model_seconds": 0.0}
     bar = progress_bar(settings.epochs * len(_batches(range(len(bags)), settings.batch_size)), "training A-MIL",
                        "step")  # main process only
@@ -122,8 +138,12 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
         total_loss, correct = 0.0, 0
         for batch in _batches(torch.randperm(len(bags), generator=generator).tolist(), settings.batch_size):
             start = time.perf_counter()
+            # One augmentation seed per bag of the whole batch, on every process: a bag is augmented alike
+            # whatever the number of processes.
+            seeds = dict(zip(batch, torch.randint(2**62, (len(batch),), generator=augmentation).tolist()))
             batch, share = distributed.local_part(batch)  # all of it on a single process (share 1)
-            padded, mask = pad_bags([bags[i] for i in batch])
+            padded, mask = pad_bags([augment_bag(bags[i], seeds[i]) if settings.augment else bags[i]
+                                     for i in batch])
             middle = time.perf_counter()
             target = labels[batch].to(device)
             output = trained(padded.to(device), mask.to(device))
@@ -146,10 +166,18 @@ def train_amil(model, bags, labels, settings=TrainSettings(), device="cpu", log=
                 f"training accuracy {history['accuracy'][-1]:.3f}")
         if schedule is not None:
             schedule.step()
+        if settings.average_from and epoch + 1 >= settings.average_from:
+            averaged += 1  # a running mean: average += (weights - average) / count
+            current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            average = current if average is None else {k: average[k] + (current[k] - average[k]) / averaged
+                                                       for k in average}
         if after_epoch is not None:
             after_epoch(epoch, model)
             model.train()
     bar.close()
+    if average is not None:
+        model.load_state_dict(average)
+    history["averaged_epochs"] = averaged
     return history
 
 
@@ -269,11 +297,10 @@ def _as_stored(model):
 PHANTOM_TRAIN_SEED, PHANTOM_TEST_SEED, PHANTOM_VALIDATION_SEED = 1, 2, 3
 
 
-def _validation_curve(validation, curve, best):
-    """An ``after_epoch`` hook: validation accuracy and attention localisation AUC appended to ``curve``.
+def _validation_scorer(validation):
+    """``score(model)`` -> (bag accuracy, attention localisation AUC) on the validation ``PhantomSet``.
 
-    ``best`` (a dict) keeps the epoch and a copy of the weights where accuracy + localisation AUC,
-    the lesson's two targets, is highest (the later epoch on a tie).
+    The localisation AUC is NaN when no validation image is malignant.
     """
     from course_lib.amil.data import patch_fractions
     from course_lib.amil.evaluate import localisation_auc
@@ -282,17 +309,28 @@ def _validation_curve(validation, curve, best):
     malignant = np.flatnonzero(labels == 1)
     fractions = [patch_fractions(validation.masks[k]) for k in malignant]
 
-    def score(epoch, model):
+    def score(model):
         probabilities, attention = predict_bags(model, ImageBags(validation.images))
         localisation, _ = localisation_auc([attention[k] for k in malignant], fractions)
-        accuracy = float(np.mean((probabilities >= 0.5) == labels))
+        return float(np.mean((probabilities >= 0.5) == labels)), localisation
+    return score
+
+
+def _validation_curve(score, curve, best):
+    """An ``after_epoch`` hook: validation accuracy and attention localisation AUC appended to ``curve``.
+
+    ``score`` is a :func:`_validation_scorer`. ``best`` (a dict) keeps the epoch and a copy of the
+    weights where accuracy + localisation AUC, the lesson's two targets, is highest (the later epoch on a tie).
+    """
+    def after_epoch(epoch, model):
+        accuracy, localisation = score(model)
         curve.append({"epoch": epoch + 1, "accuracy": round(accuracy, 4),
                       "attention_localisation_auc": round(localisation, 4)})
         total = accuracy + (0.0 if np.isnan(localisation) else localisation)  # NaN: no malignant validation image
         if total >= best.get("score", -np.inf):
             best.update(score=total, epoch=epoch + 1,
                         state={k: v.detach().clone() for k, v in model.state_dict().items()})
-    return score
+    return after_epoch
 
 
 def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient=4, test_patients=12,
@@ -322,17 +360,24 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         history = train_cnn(model, train.images, labels, settings, log=log)
         _as_stored(model)
         probabilities = predict_cnn(model, test.images)
-        localisation, curve, best = None, None, {}
+        localisation, curve, best, validation_of_average = None, None, {}, None
     else:
         model = AttentionMIL(gated=kind == "gated", centre_inputs=centre_inputs)
-        curve, best = [], {}
+        curve, best, validation_of_average = [], {}, None
         if keep_best_epoch and not validation_patients:
             raise ValueError("keep_best_epoch needs validation patients")
-        hook = (_validation_curve(phantom_patients(validation_patients, 2, PHANTOM_VALIDATION_SEED, magnification),
-                                  curve, best) if validation_patients else None)
+        if keep_best_epoch and settings.average_from:
+            raise ValueError("keep_best_epoch keeps one epoch and average_from averages several: choose one")
+        score = (_validation_scorer(phantom_patients(validation_patients, 2, PHANTOM_VALIDATION_SEED, magnification))
+                 if validation_patients else None)
+        hook = _validation_curve(score, curve, best) if score else None
         history = train_amil(model, ImageBags(train.images), labels, settings, log=log, after_epoch=hook)
         if keep_best_epoch:
             model.load_state_dict(best["state"])
+        elif settings.average_from and score:
+            accuracy, localisation = score(model)
+            validation_of_average = {"accuracy": round(accuracy, 4),
+                                     "attention_localisation_auc": round(localisation, 4)}
         _as_stored(model)
         probabilities, attention = predict_bags(model, ImageBags(test.images))
         malignant = np.flatnonzero(test_labels == 1)
@@ -350,8 +395,12 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else [])
         + ([f"{settings.lr_schedule} learning-rate schedule over the epochs (study: constant)"]
            if settings.lr_schedule != "constant" else [])
+        + (["every training bag's patches turned and the bag re-stained at every visit (study: none)"]
+           if settings.augment else [])
         + ([f"epoch {best['epoch']} of {settings.epochs} kept on the validation patients (study: the last)"]
-           if keep_best_epoch else []),
+           if keep_best_epoch else [])
+        + ([f"the mean of the weights after epochs {settings.average_from}-{settings.epochs} (stochastic weight "
+            f"averaging; study: the last epoch's weights)"] if settings.average_from and kind != "cnn" else []),
         "data": (f"SYNTHETIC phantoms from course_lib.amil.data.phantom_patients at {magnification}X: "
                  f"{train_patients} training patients x {images_per_patient} images (seed {PHANTOM_TRAIN_SEED}), "
                  f"{test_patients} held-out patients x {test_images_per_patient} images (seed {PHANTOM_TEST_SEED})"),
@@ -360,6 +409,8 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
                     f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
                     f"--batch-size {settings.batch_size} --threads {settings.threads}"
                     + (f" --lr-schedule {settings.lr_schedule}" if settings.lr_schedule != "constant" else "")
+                    + (" --augment" if settings.augment else "")
+                    + (f" --average-from {settings.average_from}" if settings.average_from else "")
                     + (" --centre-inputs" if centre_inputs else "")
                     + (f" --validation-patients {validation_patients}" if validation_patients != 8 else "")
                     + (" --keep-best-epoch" if keep_best_epoch else "")),
@@ -369,6 +420,7 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         "training_loss": [round(v, 4) for v in history["loss"]],
         "validation_curve": curve or None,
         "epoch_kept": best.get("epoch", settings.epochs) if kind != "cnn" else settings.epochs,
+        "validation_of_average": validation_of_average,
         "training_seconds": round(time.perf_counter() - start),
         "test_metrics": {"accuracy": round(metrics["accuracy"], 4), "auc": round(metrics["auc"], 4),
                          "attention_localisation_auc": None if localisation is None else round(localisation, 4)},

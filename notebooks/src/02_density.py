@@ -29,8 +29,8 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `smoke` | 2-core laptop CPU, no training | 34 s measured on an idle 2-core VM (CI), 63 s on a busy one (load average 6.6) |
-# | `default` | 2-core laptop CPU; trains the four projections at 48×48 (6 epochs, one shared trace), then the kit's phantom-trained 64×64 models | 3 min 45 s – 4 min 50 s measured on a busy 2-core VM (load average 6–7; about 3 min of CPU time) |
+# | `smoke` | 2-core laptop CPU, no training | 36 s measured on an idle 2-core VM (papermill in CI), 63 s on a busy one (load average 6.6) |
+# | `default` | 2-core laptop CPU; trains the four projections at 48×48 (6 epochs, one shared trace), then the kit's phantom-trained 64×64 models | 2 min 20 s measured on an idle 2-core VM (nbval in CI), 3 min 45 s – 4 min 50 s on a busy one (load average 6–7) |
 # | `full` | GPU; your INFN-layout data set (or phantoms) at 650×650, the original recipe | hours (the original: about 24 h per projection on a K80) |
 #
 # *Not for clinical use. The kit's density models were trained on SYNTHETIC phantoms only; what they say about
@@ -111,7 +111,7 @@ WORK = Path(tempfile.mkdtemp(prefix="course-02-"))  # phantoms and outputs of th
 # MLO views the pectoral muscle replaced by the mean breast grey level). Can a network learn to tell them apart?
 
 # %%
-from course_lib.datasets.density import DENSITY_CLASSES, PROJECTIONS, read_density_dataset
+from course_lib.datasets.density import DENSITY_CLASSES, PROJECTIONS
 from course_lib.density.data import load_grey8
 
 real_paths = {}
