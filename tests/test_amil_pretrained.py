@@ -1,5 +1,6 @@
 """The kit's phantom-trained A-MIL and CNN-baseline weights: model cards, and that they still work."""
 
+import argparse
 import hashlib
 import json
 
@@ -61,3 +62,25 @@ def test_amil_card_keeps_the_best_validation_epoch():
     assert card["what_helped"]
     # held-out patients (never used to choose the epoch): attention beats the CNN's Grad-CAM (0.785 on the same patches)
     assert card["test_metrics"]["attention_localisation_auc"] >= 0.80 and card["test_metrics"]["accuracy"] >= 0.75
+
+
+def test_amil_card_lists_every_recipe_tried_with_a_command_the_kit_runs():
+    from course_lib.amil.cli import add_parser
+
+    card = json.loads((PRETRAINED / "amil_phantom_amil.json").read_text())
+    rows = card["recipes_tried"]
+    targets = ("accuracy", "attention_localisation_auc")
+    kept = card["validation_curve"][card["epoch_kept"] - 1]
+    assert rows[0]["command"] == card["command"]  # the first row is these weights
+    assert rows[0]["validation"] == {k: round(kept[k], 3) for k in targets}
+    assert rows[0]["held_out"] == {k: round(card["test_metrics"][k], 3) for k in targets}
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    for row in rows:
+        args = parser.parse_args(row["command"].split()[1:])  # every command is one the kit's CLI accepts
+        assert args.model == "amil" and args.threads == 1, row["recipe"]
+        assert f"{args.train_patients} patients" in row["recipe"] and f"seed {args.seed}" in row["recipe"]
+        assert ("augmented" in row["recipe"]) == args.augment
+        assert set(row["held_out"]) == set(targets)
+        assert row["validation"] is None or set(row["validation"]) == set(targets)
+

@@ -238,6 +238,28 @@ def settings_card(settings):
     return asdict(settings)
 
 
+def _deviations(settings, centre_inputs):
+    """What ``settings`` (and centred inputs) change in the study's recipe, one phrase each, for a model card."""
+    return (([] if not centre_inputs else ["inputs mapped from [0, 1] to [-1, 1]"])
+            + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else [])
+            + ([f"{settings.lr_schedule} learning-rate schedule over the epochs (study: constant)"]
+               if settings.lr_schedule != "constant" else [])
+            + (["every training bag's patches turned and the bag re-stained at every visit (study: none)"]
+               if settings.augment else [])
+            + ([f"the mean of the weights after epochs {settings.average_from}-{settings.epochs} (stochastic "
+                f"weight averaging; study: the last epoch's weights)"] if settings.average_from else []))
+
+
+def _training_options(settings, centre_inputs):
+    """The ``course-kit amil train`` options that give ``settings`` (and centred inputs)."""
+    return (f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
+            f"--batch-size {settings.batch_size} --seed {settings.seed} --threads {settings.threads}"
+            + (f" --lr-schedule {settings.lr_schedule}" if settings.lr_schedule != "constant" else "")
+            + (" --augment" if settings.augment else "")
+            + (f" --average-from {settings.average_from}" if settings.average_from else "")
+            + (" --centre-inputs" if centre_inputs else ""))
+
+
 def _crops(images, indices):
     """(len(indices), 3, 448, 700) float tensor of centre crops."""
     from course_lib.amil.data import as_rgb_float, fit_to_crop
@@ -252,6 +274,9 @@ def train_cnn(model, images, labels, settings=TrainSettings(batch_size=8), devic
     Same optimiser, loss and determinism as :func:`train_amil`; ``images`` are
     uint8 (n, rows, 700, 3) arrays.
     """
+    if settings.augment or settings.average_from or settings.lr_schedule != "constant":
+        raise ValueError("the CNN baseline trains with the plain recipe: augment, average_from and lr_schedule "
+                         "are A-MIL options")
     labels = torch.tensor(np.asarray(labels, dtype=np.float32))
     make_deterministic(settings.seed, settings.threads)
     model.to(device).train()
@@ -391,27 +416,15 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         "model_kind": "cnn" if kind == "cnn" else "amil",
         "config": {"gated": kind == "gated", "centre_inputs": centre_inputs, "crop": list(CROP_SHAPE),
                    "patch": PATCH_SIZE},
-        "deviations_from_the_study": ([] if not centre_inputs else ["inputs mapped from [0, 1] to [-1, 1]"])
-        + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else [])
-        + ([f"{settings.lr_schedule} learning-rate schedule over the epochs (study: constant)"]
-           if settings.lr_schedule != "constant" else [])
-        + (["every training bag's patches turned and the bag re-stained at every visit (study: none)"]
-           if settings.augment else [])
+        "deviations_from_the_study": _deviations(settings, centre_inputs)
         + ([f"epoch {best['epoch']} of {settings.epochs} kept on the validation patients (study: the last)"]
-           if keep_best_epoch else [])
-        + ([f"the mean of the weights after epochs {settings.average_from}-{settings.epochs} (stochastic weight "
-            f"averaging; study: the last epoch's weights)"] if settings.average_from and kind != "cnn" else []),
+           if keep_best_epoch else []),
         "data": (f"SYNTHETIC phantoms from course_lib.amil.data.phantom_patients at {magnification}X: "
                  f"{train_patients} training patients x {images_per_patient} images (seed {PHANTOM_TRAIN_SEED}), "
                  f"{test_patients} held-out patients x {test_images_per_patient} images (seed {PHANTOM_TEST_SEED})"),
         "command": (f"course-kit amil train --model {kind} --train-patients {train_patients} "
                     f"--images-per-patient {images_per_patient} --test-patients {test_patients} "
-                    f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
-                    f"--batch-size {settings.batch_size} --threads {settings.threads}"
-                    + (f" --lr-schedule {settings.lr_schedule}" if settings.lr_schedule != "constant" else "")
-                    + (" --augment" if settings.augment else "")
-                    + (f" --average-from {settings.average_from}" if settings.average_from else "")
-                    + (" --centre-inputs" if centre_inputs else "")
+                    + _training_options(settings, centre_inputs)
                     + (f" --validation-patients {validation_patients}" if validation_patients != 8 else "")
                     + (" --keep-best-epoch" if keep_best_epoch else "")),
         "settings": settings_card(settings),
@@ -419,7 +432,7 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         "steps": history["steps"],
         "training_loss": [round(v, 4) for v in history["loss"]],
         "validation_curve": curve or None,
-        "epoch_kept": best.get("epoch", settings.epochs) if kind != "cnn" else settings.epochs,
+        "epoch_kept": best["epoch"] if keep_best_epoch else None if settings.average_from else settings.epochs,
         "validation_of_average": validation_of_average,
         "training_seconds": round(time.perf_counter() - start),
         "test_metrics": {"accuracy": round(metrics["accuracy"], 4), "auc": round(metrics["auc"], 4),
@@ -522,15 +535,12 @@ def train_per_magnification(table, out, settings=TrainSettings(), gated=False, c
             "model_kind": "amil",
             "config": {"gated": gated, "centre_inputs": centre_inputs, "crop": list(crop), "patch": PATCH_SIZE},
             "magnification": int(magnification),
-            "deviations_from_the_study": ((["inputs mapped from [0, 1] to [-1, 1]"] if centre_inputs else [])
-                                          + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"]
-                                             if settings.learning_rate != 1e-4 else [])),
+            "deviations_from_the_study": _deviations(settings, centre_inputs),
             "data": (f"BreakHis at {magnification}X, patient-level split: {len(train_rows)} training images of "
                      f"{train_rows['patient_id'].nunique()} patients, {len(test_rows)} test images of "
                      f"{test_rows['patient_id'].nunique()} patients"),
-            "command": (f"course-kit amil train --per-magnification ROOT --epochs {settings.epochs} "
-                        f"--learning-rate {settings.learning_rate:g} --batch-size {settings.batch_size}"
-                        + (" --model gated" if gated else "") + (" --centre-inputs" if centre_inputs else "")),
+            "command": ("course-kit amil train --per-magnification ROOT " + _training_options(settings, centre_inputs)
+                        + (" --model gated" if gated else "")),
             "settings": settings_card(settings),
             "steps": history["steps"],
             "training_loss": [round(v, 4) for v in history["loss"]],

@@ -28,8 +28,8 @@
 #
 # | profile | hardware | run time |
 # |---|---|---|
-# | `smoke` | CI, any CPU | 29 s measured on an idle 2-core VM (papermill in CI), 37 s on a busy one (load 4) |
-# | `default` | 2-core laptop CPU, kit's phantom-trained weights | 60 s measured on an idle 2-core VM (nbval in CI), 111 s on a busy one (load 5) |
+# | `smoke` | CI, any CPU | 25 s measured on an idle 2-core VM (papermill in CI), 37 s on a busy one (load 4) |
+# | `default` | 2-core laptop CPU, kit's phantom-trained weights | 65 s measured on an idle 2-core VM (nbval in CI), 111 s on a busy one (load 5) |
 # | `full` | GPU, the real BreakHis download, one model per magnification, 20 epochs | hours |
 #
 # *Not for clinical use. The kit's weights were trained on SYNTHETIC phantoms only; their outputs on real BreakHis
@@ -294,16 +294,11 @@ print(f"SYNTHETIC demo: {history['steps']} steps, loss per epoch {[round(v, 4) f
 # **What helped, plainly:** patches mapped from [0, 1] to [−1, 1] before the first convolution, a learning rate
 # of 1e-3 instead of the study's 1e-4, and **training longer with early stopping on validation patients**. In our
 # runs with the study's [0, 1] inputs the loss stayed at 0.69 (chance) for two epochs at 1e-4 and three at 1e-3;
-# with centred inputs at 1e-3 it fell to 0.38 in two epochs (the card's `training_loss`). Accuracy then settles within a few epochs, but the
-# attention map does not: its localisation AUC swings from one epoch to the next (the card's validation curve,
-# printed below, is measured after every epoch on 8 more SYNTHETIC patients, seed 3). The kit keeps the epoch with
-# the best validation accuracy + localisation AUC; the held-out patients of section 7 are never used to choose.
-# Tried and not kept, on the same validation patients: the gated variant (0.66–0.77 over 8 epochs), leaving out a
-# random half or three quarters of each bag's patches at every step (0.65–0.72), and a cosine-decaying learning rate,
-# with which the attention settles at 0.68–0.70 and stays there: the better maps of the constant rate are visited, not
-# converged to. There is **no** extra loss term and the phantoms were not made easier. And the seed matters: with
-# the same recipe, training seeds 2 and 3 (their best validation scores are lower than seed 1's, which is why seed 1
-# is kept) reach held-out localisation AUCs of 0.75 and 0.67 only.
+# with centred inputs at 1e-3 it fell to 0.38 in two epochs (the card's `training_loss`). Accuracy then settles within
+# a few epochs, but the attention map does not: its localisation AUC swings from one epoch to the next (the card's
+# validation curve, printed below, is measured after every epoch on 8 more SYNTHETIC patients, seed 3). The kit keeps
+# the epoch with the best validation accuracy + localisation AUC; within a run, the held-out patients of section 7
+# are never used to choose. There is **no** extra loss term and the phantoms were not made easier.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -319,6 +314,41 @@ print(f"A-MIL validation curve (SYNTHETIC, {len(card['validation_curve'])} epoch
 for row in card["validation_curve"]:
     print(f"  epoch {row['epoch']:>2}: accuracy {row['accuracy']:.3f}, attention localisation AUC "
           f"{row['attention_localisation_auc']:.3f}")
+
+# %% [markdown]
+# **Every recipe we tried, with its numbers.** One run is one draw: the card also lists the other recipes trained for
+# these weights, each with its command (run with `--out` somewhere else to reproduce it), its score on the validation
+# patients (the epoch kept, or the averaged weights) and on the held-out patients of section 7. "Augmented" turns
+# every patch by one of the square's 8 symmetries and re-stains every bag at every visit
+# (`course_lib.amil.data.augment_bag`: a section has no up or left, and slides differ in stain); "averaged" ends
+# with the mean of the weights after epochs 11 to the last (stochastic weight averaging, Izmailov et al., UAI 2018).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def scores(numbers):
+    if numbers is None:
+        return "not recorded"
+    return f"{numbers['accuracy']:.3f} / {numbers['attention_localisation_auc']:.3f}"
+
+
+print(f"{'recipe (SYNTHETIC, 40X)':<62} {'validation acc / loc':<24} held-out acc / loc")
+for row in card["recipes_tried"]:
+    print(f"{row['recipe']:<62} {scores(row['validation']):<24} {scores(row['held_out'])}")
+
+# %% [markdown]
+# Read the table for a trade-off, not for a winner. **No recipe reaches both of this lesson's targets** (accuracy
+# 0.85 and localisation 0.80 on held-out patients). **More training patients buy accuracy and cost localisation**:
+# with 36 or 48 patients held-out accuracy is 0.889, while localisation falls to 0.73–0.77, and the validation
+# patients show the same fall, so it is not chance in the test set. The bag label needs only the most telling
+# patches; with more data the features specialise in those, and the rest of the tumour is ranked no higher than
+# normal tissue. The study's own learning rate, 1e-4 (with centred inputs), lets localisation settle at 0.67 on the
+# validation patients within ten epochs, as the cosine schedule did: the better maps are visited by a fast, noisy
+# optimiser, not converged to. Also tried on the same validation patients and not kept: the gated variant (0.66–0.77
+# over 8 epochs), leaving out a random half or three quarters of each bag's patches at every step (0.65–0.72), and a
+# bonus on the attention's entropy (weights 0.02 and 0.1: no better localisation, lower accuracy at 0.1). The kit
+# ships the first row, which meets the localisation target and misses the accuracy one. A caution about the
+# held-out column: we looked at it for every row, so picking the row with the best held-out numbers would be
+# choosing on the test patients; read it as a measurement of each recipe.
 
 # %% [markdown]
 # ## 7. Held-out SYNTHETIC patients: accuracy, and does attention find the tumour?
@@ -387,7 +417,7 @@ print(f"localisation AUC, attention minus Grad-CAM: {gap.mean():+.3f} "
 # held-out patients the two maps cannot be told apart, so the study's claim is neither confirmed nor refuted here.
 # Section 6 says what the number cost: it is one epoch of a run in which localisation swings by more than 0.1 from
 # epoch to epoch, kept because it was the best on validation patients, from the best of three training seeds (the
-# other two localise at 0.75 and 0.67 on these patients). Attention is trained only to make the *bag*
+# other two localise at 0.75 and 0.67 on these patients), and the recipes that classify better localise worse. Attention is trained only to make the *bag*
 # decision; nothing asks it to cover the whole tumour, and in a field that is half tumour a few telling patches are
 # enough. Both models are small and briefly trained: more training, another CNN or more patients can change the
 # verdict, which is the point of measuring it (`course-kit amil train --help`).
@@ -544,7 +574,8 @@ else:
 #   of a CNN baseline, on the same patches. With the kit's weights (early-stopped on validation patients) attention
 #   localises a little better than Grad-CAM at equal accuracy, but the paired interval of the difference spans zero:
 #   on 6 malignant patients the study's claim is neither confirmed nor refuted. Attention localisation is not stable
-#   during training; what it took is on the model card.
+#   during training, and no recipe tried reaches both targets: more training patients raise held-out accuracy to
+#   0.889 and lower localisation to 0.73–0.77. Every recipe and its numbers are on the model card.
 # - On the real UCSB bags, attention is no better than a mean-pooling logistic regression.
 # - On 13 real BreakHis images the phantom-trained model is a demonstration only (about chance).
 #
