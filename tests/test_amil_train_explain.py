@@ -73,6 +73,28 @@ def test_weight_averaging_ends_with_the_mean_of_the_last_epochs():
         train.train_amil(AttentionMIL(), bags, labels, train.TrainSettings(epochs=2, average_from=3), log=None)
 
 
+def test_phantom_kit_card_of_averaged_weights(tmp_path):
+    from course_lib.amil.cli import add_parser
+
+    settings = train.TrainSettings(epochs=2, learning_rate=1e-3, threads=1, augment=True, average_from=1)
+    card = train.train_phantom_kit("amil", tmp_path, settings, train_patients=2, images_per_patient=1,
+                                   test_patients=2, test_images_per_patient=1, validation_patients=2, log=None)
+    assert card["epoch_kept"] is None and set(card["validation_of_average"]) == {"accuracy",
+                                                                                 "attention_localisation_auc"}
+    assert any("stochastic weight averaging" in d for d in card["deviations_from_the_study"])
+    assert any("re-stained" in d for d in card["deviations_from_the_study"])
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(card["command"].split()[1:])  # the card's command gives these settings back
+    assert (args.augment, args.average_from, args.epochs, args.seed, args.validation_patients) == (True, 1, 2, 1, 2)
+    assert (tmp_path / "amil_phantom_amil.pt").exists()
+    with pytest.raises(ValueError, match="choose one"):
+        train.train_phantom_kit("amil", tmp_path, settings, 2, 1, 2, keep_best_epoch=True, log=None)
+    with pytest.raises(ValueError, match="CNN baseline"):
+        train.train_phantom_kit("cnn", tmp_path, train.TrainSettings(epochs=1), 2, 1, 2, keep_best_epoch=True,
+                                log=None)
+
+
 def test_kit_weights_round_trip(tmp_path):
     torch.manual_seed(0)
     model = AttentionMIL(gated=True)

@@ -45,8 +45,8 @@ class TrainSettings:
     ``lr_schedule="cosine"`` lowers the learning rate after every epoch along half a cosine,
     from ``learning_rate`` towards 0 (not in the study). ``augment=True`` turns each patch and
     re-stains each bag at every visit (:func:`course_lib.amil.data.augment_bag`; not in the study).
-    ``average_from=k`` > 0 ends training with the mean of
-    the weights after epochs k, k + 1, ..., ``epochs`` (stochastic weight averaging; not in the study).
+    ``average_from=k`` > 0 ends training with the mean of the weights after epochs k, k + 1, ...,
+    ``epochs`` (stochastic weight averaging; not in the study).
     """
 
     epochs: int = 20
@@ -367,7 +367,9 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
     :data:`PHANTOM_VALIDATION_SEED`) are scored after every epoch of an A-MIL model:
     the card's ``validation_curve``; with ``keep_best_epoch`` the weights written are those of
     the epoch with the highest validation accuracy + localisation AUC (early stopping on the
-    validation patients, never on the held-out ones). ``what_helped``: a sentence for the card.
+    validation patients, never on the held-out ones). With ``settings.average_from`` the averaged
+    weights are written and their validation scores are the card's ``validation_of_average``.
+    ``what_helped``: a sentence for the card.
     Returns the card (with held-out metrics).
     """
     from course_lib.amil.data import patch_fractions, phantom_patients
@@ -379,6 +381,8 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
     test = phantom_patients(test_patients, test_images_per_patient, PHANTOM_TEST_SEED, magnification)
     labels, test_labels = train.table["label"].to_numpy(), test.table["label"].to_numpy()
     if kind == "cnn":
+        if keep_best_epoch:
+            raise ValueError("keep_best_epoch scores attention maps: it is for A-MIL models, not the CNN baseline")
         from course_lib.amil.explain import PatchCNN
 
         model = PatchCNN(centre_inputs=centre_inputs)
