@@ -4,7 +4,8 @@
 
 References measured in the same run:
 - a bag (400 patches, 28 x 28, unfold) against a copy of the same 448 x 700 crop;
-- an epoch over N bags: seconds building bags vs seconds in the model;
+- an augmented bag (turns + stain, ``augment_bag``) against building the bag;
+- an epoch over N bags: seconds building (and, augmented, transforming) bags vs seconds in the model;
 - batches of 4 padded bags against one bag per step: examples/s ratio, checked to
   give the same loss (one forward/backward over the same bags, same weights).
 Targets (issue 12): a bag in under 5 ms; an epoch not dominated by data loading.
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from timing import median_seconds
 
-from course_lib.amil.data import image_to_bag, pad_bags
+from course_lib.amil.data import augment_bag, image_to_bag, pad_bags
 from course_lib.amil.model import AttentionMIL, bag_nll
 from course_lib.amil.train import ImageBags, TrainSettings, train_amil
 
@@ -35,12 +36,18 @@ def main():
     print(f"bag of 400 patches: {bag_seconds * 1e3:.2f} ms (target < 5 ms); "
           f"{bag_seconds / copy_seconds:.1f}x a float copy of the crop")
 
+    bag = image_to_bag(images[0])
+    augment_seconds = median_seconds(lambda: augment_bag(bag, seed=0), repeats=20)
+    print(f"augmenting a bag (8 patch symmetries + stain): {augment_seconds * 1e3:.2f} ms, "
+          f"{augment_seconds / bag_seconds:.1f}x building it")
+
     labels = np.arange(args.bags) % 2
-    history = train_amil(AttentionMIL(), ImageBags(images), labels, TrainSettings(epochs=1, threads=args.threads),
-                         log=None)
-    total = history["data_seconds"] + history["model_seconds"]
-    print(f"epoch over {args.bags} bags, one per step: {total:.1f} s, of which building bags "
-          f"{history['data_seconds']:.1f} s ({history['data_seconds'] / total:.1%})")
+    for augment in (False, True):
+        history = train_amil(AttentionMIL(), ImageBags(images), labels,
+                             TrainSettings(epochs=1, threads=args.threads, augment=augment), log=None)
+        total = history["data_seconds"] + history["model_seconds"]
+        print(f"epoch over {args.bags} bags, one per step{', augmented' if augment else ''}: {total:.1f} s, of which "
+              f"building bags {history['data_seconds']:.1f} s ({history['data_seconds'] / total:.1%})")
 
     bags = [image_to_bag(images[k]) for k in range(min(8, args.bags))]
     targets = torch.tensor(labels[:len(bags)], dtype=torch.float32)

@@ -110,7 +110,9 @@ def add_parser(commands):
 
     train = sub.add_parser("train", help="train the kit's weights on SYNTHETIC phantom patients")
     train.add_argument("--model", choices=("amil", "gated", "cnn"), default="amil")
-    train.add_argument("--out", default="pretrained", help="folder for amil_phantom_<model>.pt and .json")
+    train.add_argument("--out", default="runs/amil",
+                       help="folder for amil_phantom_<model>.pt and .json (the default never touches the kit's "
+                            "weights in pretrained/)")
     train.add_argument("--train-patients", type=int, default=40)
     train.add_argument("--test-patients", type=int, default=12)
     train.add_argument("--images-per-patient", type=int, default=4)

@@ -317,9 +317,9 @@ for row in card["validation_curve"]:
 
 # %% [markdown]
 # **Every recipe we tried, with its numbers.** One run is one draw: the card also lists the other recipes trained for
-# these weights, each with its command (run with `--out` somewhere else to reproduce it), its score on the validation
-# patients (the epoch kept, or the averaged weights) and on the held-out patients of section 7. "Augmented" turns
-# every patch by one of the square's 8 symmetries and re-stains every bag at every visit
+# these weights, each with its command (it writes to `runs/amil`, never over the kit's weights), its score on the
+# validation patients (the epoch kept, or the averaged weights) and on the held-out patients of section 7.
+# "Augmented" turns every patch by one of the square's 8 symmetries and re-stains every bag at every visit
 # (`course_lib.amil.data.augment_bag`: a section has no up or left, and slides differ in stain); "averaged" ends
 # with the mean of the weights after epochs 11 to the last (stochastic weight averaging, Izmailov et al., UAI 2018).
 
