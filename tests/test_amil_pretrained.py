@@ -1,6 +1,5 @@
 """The kit's phantom-trained A-MIL and CNN-baseline weights: model cards, and that they still work."""
 
-import argparse
 import hashlib
 import json
 
@@ -65,7 +64,7 @@ def test_amil_card_keeps_the_best_validation_epoch():
 
 
 def test_amil_card_lists_every_recipe_tried_with_a_command_the_kit_runs():
-    from course_lib.amil.cli import add_parser
+    from course_lib.cli import build_parser
 
     card = json.loads((PRETRAINED / "amil_phantom_amil.json").read_text())
     rows = card["recipes_tried"]
@@ -74,10 +73,9 @@ def test_amil_card_lists_every_recipe_tried_with_a_command_the_kit_runs():
     assert rows[0]["command"] == card["command"]  # the first row is these weights
     assert rows[0]["validation"] == {k: round(kept[k], 3) for k in targets}
     assert rows[0]["held_out"] == {k: round(card["test_metrics"][k], 3) for k in targets}
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     for row in rows:
-        args = parser.parse_args(row["command"].split()[1:])  # every command is one the kit's CLI accepts
+        args = parser.parse_args(row["command"].split()[1:])  # every command is one `course-kit` accepts
         assert args.model == "amil" and args.threads == 1, row["recipe"]
         assert f"{args.train_patients} patients" in row["recipe"] and f"seed {args.seed}" in row["recipe"]
         assert ("augmented" in row["recipe"]) == args.augment

@@ -74,7 +74,7 @@ def test_weight_averaging_ends_with_the_mean_of_the_last_epochs():
 
 
 def test_phantom_kit_card_of_averaged_weights(tmp_path):
-    from course_lib.amil.cli import add_parser
+    from course_lib.cli import build_parser
 
     settings = train.TrainSettings(epochs=2, learning_rate=1e-3, threads=1, augment=True, average_from=1)
     card = train.train_phantom_kit("amil", tmp_path, settings, train_patients=2, images_per_patient=1,
@@ -83,9 +83,7 @@ def test_phantom_kit_card_of_averaged_weights(tmp_path):
                                                                                  "attention_localisation_auc"}
     assert any("stochastic weight averaging" in d for d in card["deviations_from_the_study"])
     assert any("re-stained" in d for d in card["deviations_from_the_study"])
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(card["command"].split()[1:])  # the card's command gives these settings back
+    args = build_parser().parse_args(card["command"].split()[1:])  # the card's command gives these settings back
     assert (args.augment, args.average_from, args.epochs, args.seed, args.validation_patients) == (True, 1, 2, 1, 2)
     assert (tmp_path / "amil_phantom_amil.pt").exists()
     with pytest.raises(ValueError, match="choose one"):
