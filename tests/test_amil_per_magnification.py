@@ -44,7 +44,7 @@ def test_cli_trains_one_model_per_magnification(tmp_path, capsys):
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["amil", "train", "--per-magnification", str(tmp_path / "bh"), "--out",
                               str(tmp_path / "out"), "--epochs", "1", "--learning-rate", "1e-3", "--centre-inputs",
-                              "--bootstrap", "100"])
+                              "--attention-smoothing", "0.5", "--bootstrap", "100"])
     assert args.run(args) == 0
     printed = capsys.readouterr().out
     assert "40X (2 test images, 2 patients): accuracy" in printed and "100X" in printed
@@ -60,8 +60,9 @@ def test_cli_trains_one_model_per_magnification(tmp_path, capsys):
         assert card["magnification"] == row.magnification and card["steps"] == 2
         assert card["test_metrics"]["accuracy"] == pytest.approx(row.accuracy, abs=1e-4)
         assert card["command"].startswith("course-kit amil train --per-magnification ROOT")
+        assert "--attention-smoothing 0.5" in card["command"] and card["config"]["attention_smoothing"] == 0.5
         model, _ = train.load_kit_model(weights)
-        assert sum(p.numel() for p in model.parameters()) == 491_828
+        assert sum(p.numel() for p in model.parameters()) == 491_828 and model.pooling.smoothing == 0.5
 
 
 def test_a_split_that_mixes_patients_is_redone_by_patient(tmp_path):

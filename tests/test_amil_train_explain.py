@@ -78,28 +78,35 @@ def test_phantom_kit_card_of_averaged_weights(tmp_path):
 
     settings = train.TrainSettings(epochs=2, learning_rate=1e-3, threads=1, augment=True, average_from=1)
     card = train.train_phantom_kit("amil", tmp_path, settings, train_patients=2, images_per_patient=1,
-                                   test_patients=2, test_images_per_patient=1, validation_patients=2, log=None)
+                                   test_patients=2, test_images_per_patient=1, validation_patients=2,
+                                   attention_smoothing=0.5, log=None)
     assert card["epoch_kept"] is None and set(card["validation_of_average"]) == {"accuracy",
                                                                                  "attention_localisation_auc"}
     assert any("stochastic weight averaging" in d for d in card["deviations_from_the_study"])
     assert any("re-stained" in d for d in card["deviations_from_the_study"])
     args = build_parser().parse_args(card["command"].split()[1:])  # the card's command gives these settings back
     assert (args.augment, args.average_from, args.epochs, args.seed, args.validation_patients) == (True, 1, 2, 1, 2)
-    assert (tmp_path / "amil_phantom_amil.pt").exists()
+    assert args.attention_smoothing == card["config"]["attention_smoothing"] == 0.5
+    assert any("Castro-Macias" in d for d in card["deviations_from_the_study"])
+    model, _ = train.load_kit_model(tmp_path / "amil_phantom_amil.pt")  # rebuilt from the card: smoothed too
+    assert (model.pooling.smoothing, model.pooling.grid) == (0.5, (16, 25))
     with pytest.raises(ValueError, match="choose one"):
         train.train_phantom_kit("amil", tmp_path, settings, 2, 1, 2, keep_best_epoch=True, log=None)
     with pytest.raises(ValueError, match="CNN baseline"):
         train.train_phantom_kit("cnn", tmp_path, train.TrainSettings(epochs=1), 2, 1, 2, keep_best_epoch=True,
+                                log=None)
+    with pytest.raises(ValueError, match="CNN baseline"):
+        train.train_phantom_kit("cnn", tmp_path, train.TrainSettings(epochs=1), 2, 1, 2, attention_smoothing=0.5,
                                 log=None)
 
 
 def test_kit_weights_round_trip(tmp_path):
     torch.manual_seed(0)
     model = AttentionMIL(gated=True)
-    card = train.save_kit_weights(model, tmp_path / "m.pt", {"config": {"gated": True}})
+    card = train.save_kit_weights(model, tmp_path / "m.pt", {"config": {"gated": True}})  # a card of before smoothing
     assert card["dtype"] == "float16" and len(card["sha256"]) == 64
     loaded, loaded_card = train.load_kit_model(tmp_path / "m.pt")
-    assert loaded_card["warning"] == train.KIT_WARNING
+    assert loaded_card["warning"] == train.KIT_WARNING and loaded.pooling.smoothing == 0.0
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         torch.testing.assert_close(a.half().float(), b, msg=name)
 

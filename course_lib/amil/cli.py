@@ -23,7 +23,7 @@ def _train(args):
     card = train_phantom_kit(args.model, args.out, settings, args.train_patients, args.images_per_patient,
                              args.test_patients, centre_inputs=args.centre_inputs,
                              validation_patients=args.validation_patients, keep_best_epoch=args.keep_best_epoch,
-                             what_helped=args.what_helped)
+                             attention_smoothing=args.attention_smoothing, what_helped=args.what_helped)
     print(f"held-out SYNTHETIC patients: {card['test_metrics']}")
     return 0
 
@@ -45,7 +45,9 @@ def _train_per_magnification(args, settings):
         print(f"{len(table.skipped)} files skipped (not BreakHis names): see `course-kit amil table`")
     try:
         summary = train_per_magnification(table.images, args.out, settings, gated=args.model == "gated",
-                                          centre_inputs=args.centre_inputs, magnifications=args.magnifications,
+                                          centre_inputs=args.centre_inputs,
+                                          attention_smoothing=args.attention_smoothing,
+                                          magnifications=args.magnifications,
                                           test_fraction=args.test_fraction, n_bootstrap=args.bootstrap)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -129,6 +131,9 @@ def add_parser(commands):
     train.add_argument("--seed", type=int, default=1)
     train.add_argument("--centre-inputs", action="store_true",
                        help="map patches from [0, 1] to [-1, 1] (not in the study; trains faster)")
+    train.add_argument("--attention-smoothing", type=float, default=0.0, metavar="ALPHA",
+                       help="smooth the attention scores over the patch grid, alpha in [0, 1) (Sm operator of "
+                            "Castro-Macias et al. 2024; A-MIL only; not in the study)")
     train.add_argument("--threads", type=int, default=2, help="CPU threads (fixed, for reproducibility)")
     train.add_argument("--validation-patients", type=int, default=8,
                        help="SYNTHETIC validation patients (x 2 images) scored after every epoch (0: none)")

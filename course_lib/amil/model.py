@@ -18,6 +18,13 @@ attention branch (K = 1), non-gated: 491,828 parameters. ``gated=True`` gives
 Ilse et al.'s gated variant. Bags may be padded (``mask``): padded instances
 get exactly zero attention, so a batch of padded bags gives the same outputs,
 loss and gradients as the bags one at a time.
+
+Optionally (``attention_smoothing`` > 0, not in the study) the scores s_i are
+smoothed over the patch grid before the softmax, with the Sm operator of
+Castro-Macias et al. (NeurIPS 2024): u = (1 - alpha) s + alpha * (mean of u
+over each patch's 4 grid neighbours), iterated from u = s. A tumour is a
+region, not a scatter of patches, so a patch next to high-scoring patches
+is pulled up; it has no parameters.
 """
 
 from dataclasses import dataclass
@@ -25,11 +32,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["MILOutput", "instance_features", "AttentionPooling", "AttentionMIL", "vector_mil", "bag_nll",
-           "PROBABILITY_CLAMP"]
+__all__ = ["MILOutput", "instance_features", "smooth_over_grid", "AttentionPooling", "AttentionMIL", "vector_mil",
+           "bag_nll", "PROBABILITY_CLAMP", "SMOOTHING_STEPS"]
 
 #: The study clamps the bag probability before the log-likelihood.
 PROBABILITY_CLAMP = 1e-5
+
+#: Iterations of the Sm operator: the part of the scores left out after them shrinks as alpha ** steps
+#: (0.001 at alpha 0.5).
+SMOOTHING_STEPS = 10
 
 
 @dataclass
@@ -54,14 +65,51 @@ def instance_features(channels=3):
     )
 
 
-class AttentionPooling(nn.Module):
-    """a = softmax over the bag of w^T tanh(V h) (optionally gated by sigmoid(U h)); z = sum a_i h_i."""
+def smooth_over_grid(scores, grid, alpha, mask=None, steps=SMOOTHING_STEPS):
+    """The Sm operator on (B, N) ``scores`` of patches laid out row-major on a ``grid`` (rows, cols).
 
-    def __init__(self, feature_dim=500, attention_dim=128, gated=False):
+    ``steps`` times: u = (1 - alpha) scores + alpha * (mean of u over each patch's up, down, left
+    and right neighbours on the grid), starting from u = scores. Padded instances (``mask`` False)
+    are nobody's neighbour; a patch without real neighbours keeps its own value.
+
+    >>> s = torch.zeros(1, 9); s[0, 4] = 1.0           # one high score in the middle of a 3 x 3 grid
+    >>> u = smooth_over_grid(s, (3, 3), alpha=0.5)
+    >>> [round(v, 3) for v in u[0, [4, 1, 0]].tolist()]  # centre, a side, a corner
+    [0.556, 0.111, 0.056]
+    """
+    rows, cols = grid
+    if scores.shape[-1] != rows * cols:
+        raise ValueError(f"attention smoothing needs bags of {rows} x {cols} = {rows * cols} patches laid out on "
+                         f"the grid, got {scores.shape[-1]}")
+    real = (torch.ones_like(scores) if mask is None else mask.to(scores.dtype)).reshape(-1, 1, rows, cols)
+    neighbours = scores.new_tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]).reshape(1, 1, 3, 3)
+    count = nn.functional.conv2d(real, neighbours, padding=1)
+    start = scores.reshape(-1, 1, rows, cols)
+    smoothed = start
+    for _ in range(steps):
+        total = nn.functional.conv2d(smoothed * real, neighbours, padding=1)
+        mean = torch.where(count > 0, total / count.clamp_min(1.0), smoothed)
+        smoothed = (1.0 - alpha) * start + alpha * mean
+    return smoothed.reshape(scores.shape)
+
+
+class AttentionPooling(nn.Module):
+    """a = softmax over the bag of w^T tanh(V h) (optionally gated by sigmoid(U h)); z = sum a_i h_i.
+
+    With ``smoothing`` alpha > 0 the scores are first smoothed over the patch ``grid``
+    (:func:`smooth_over_grid`).
+    """
+
+    def __init__(self, feature_dim=500, attention_dim=128, gated=False, grid=None, smoothing=0.0):
         super().__init__()
+        if smoothing and grid is None:
+            raise ValueError("attention smoothing needs the patch grid (rows, cols) of the bags")
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"attention smoothing alpha must be in [0, 1), got {smoothing}")
         self.V = nn.Linear(feature_dim, attention_dim)
         self.U = nn.Linear(feature_dim, attention_dim) if gated else None
         self.w = nn.Linear(attention_dim, 1)
+        self.grid, self.smoothing = grid, smoothing
 
     @property
     def gated(self):
@@ -77,6 +125,8 @@ class AttentionPooling(nn.Module):
     def forward(self, features, mask=None):
         """Returns ``(z, attention)``: (B, L) bag vectors and (B, N) weights."""
         scores = self.scores(features)
+        if self.smoothing:
+            scores = smooth_over_grid(scores, self.grid, self.smoothing, mask)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         attention = torch.softmax(scores, dim=1)
@@ -100,17 +150,23 @@ class AttentionMIL(nn.Module):
         parameters). Not in the study, which feeds [0, 1]; it makes training
         from scratch several times faster, so the kit's weights use it (their
         model card says so).
+    grid : (rows, cols), optional
+        How a bag's patches lie on the image (row-major), e.g.
+        ``course_lib.amil.data.grid_shape()``; needed by ``attention_smoothing``.
+    attention_smoothing : float
+        alpha of :func:`smooth_over_grid` on the attention scores (0: none, the
+        study; no parameters either way).
 
     >>> sum(p.numel() for p in AttentionMIL().parameters())
     491828
     """
 
     def __init__(self, gated=False, feature_extractor=None, feature_dim=500, attention_dim=128,
-                 centre_inputs=False):
+                 centre_inputs=False, grid=None, attention_smoothing=0.0):
         super().__init__()
         self.centre_inputs = centre_inputs
         self.feature_extractor = feature_extractor if feature_extractor is not None else instance_features()
-        self.pooling = AttentionPooling(feature_dim, attention_dim, gated)
+        self.pooling = AttentionPooling(feature_dim, attention_dim, gated, grid, attention_smoothing)
         self.classifier = nn.Linear(feature_dim, 1)
 
     def features(self, bags, mask=None):

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from course_lib import distributed
-from course_lib.amil.data import CROP_SHAPE, PATCH_SIZE, augment_bag, image_to_bag, pad_bags
+from course_lib.amil.data import CROP_SHAPE, PATCH_SIZE, augment_bag, grid_shape, image_to_bag, pad_bags
 from course_lib.amil.model import AttentionMIL, bag_nll
 from course_lib.progress import beside, progress_bar
 
-__all__ = ["TrainSettings", "make_deterministic", "ImageBags", "train_amil", "predict_bags",
-           "save_kit_weights", "load_kit_model", "KIT_WARNING"]
+__all__ = ["TrainSettings", "make_deterministic", "ImageBags", "train_amil", "predict_bags", "model_config",
+           "amil_from_config", "save_kit_weights", "load_kit_model", "KIT_WARNING"]
 
 KIT_WARNING = ("Trained on SYNTHETIC histology phantoms only. Not for clinical use; its outputs on real "
                "BreakHis images are a demonstration, not a diagnosis.")
@@ -195,6 +195,25 @@ def predict_bags(model, bags, batch_size=4, device="cpu"):
     return np.array(probabilities), attention
 
 
+def model_config(gated=False, centre_inputs=False, attention_smoothing=0.0, crop=CROP_SHAPE, patch=PATCH_SIZE):
+    """An A-MIL model's settings as a model card's ``config``: what :func:`amil_from_config` rebuilds it from."""
+    return {"gated": gated, "centre_inputs": centre_inputs, "attention_smoothing": attention_smoothing,
+            "crop": list(crop), "patch": patch}
+
+
+def amil_from_config(config):
+    """A new (untrained) :class:`AttentionMIL` as a card's ``config`` describes it.
+
+    Cards written before attention smoothing existed have no ``attention_smoothing``: none.
+
+    >>> amil_from_config(model_config(attention_smoothing=0.5)).pooling.grid
+    (16, 25)
+    """
+    return AttentionMIL(gated=config["gated"], centre_inputs=config.get("centre_inputs", False),
+                        grid=grid_shape(tuple(config.get("crop", CROP_SHAPE)), config.get("patch", PATCH_SIZE)),
+                        attention_smoothing=config.get("attention_smoothing", 0.0))
+
+
 def save_kit_weights(model, path, card):
     """Write ``model``'s weights in float16 (``path``) and its model card (``path`` with .json).
 
@@ -227,7 +246,7 @@ def load_kit_model(path, device="cpu"):
 
         model = PatchCNN(centre_inputs=card["config"].get("centre_inputs", False))
     else:
-        model = AttentionMIL(gated=card["config"]["gated"], centre_inputs=card["config"].get("centre_inputs", False))
+        model = amil_from_config(card["config"])
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.to(device).eval(), card
@@ -238,9 +257,12 @@ def settings_card(settings):
     return asdict(settings)
 
 
-def _deviations(settings, centre_inputs):
-    """What ``settings`` (and centred inputs) change in the study's recipe, one phrase each, for a model card."""
-    return (([] if not centre_inputs else ["inputs mapped from [0, 1] to [-1, 1]"])
+def _deviations(settings, config):
+    """What ``settings`` and the model ``config`` change in the study's recipe, one phrase each, for a model card."""
+    smoothing = config.get("attention_smoothing", 0.0)
+    return (([] if not config["centre_inputs"] else ["inputs mapped from [0, 1] to [-1, 1]"])
+            + ([f"attention scores smoothed over the patch grid before the softmax (Sm operator of Castro-Macias "
+                f"et al. 2024, alpha {smoothing:g}; study: none)"] if smoothing else [])
             + ([f"learning rate {settings.learning_rate:g} (study: 1e-4)"] if settings.learning_rate != 1e-4 else [])
             + ([f"{settings.lr_schedule} learning-rate schedule over the epochs (study: constant)"]
                if settings.lr_schedule != "constant" else [])
@@ -250,14 +272,15 @@ def _deviations(settings, centre_inputs):
                 f"weight averaging; study: the last epoch's weights)"] if settings.average_from else []))
 
 
-def _training_options(settings, centre_inputs):
-    """The ``course-kit amil train`` options that give ``settings`` (and centred inputs)."""
+def _training_options(settings, config):
+    """The ``course-kit amil train`` options that give ``settings`` and the model ``config``."""
     return (f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
             f"--batch-size {settings.batch_size} --seed {settings.seed} --threads {settings.threads}"
             + (f" --lr-schedule {settings.lr_schedule}" if settings.lr_schedule != "constant" else "")
             + (" --augment" if settings.augment else "")
             + (f" --average-from {settings.average_from}" if settings.average_from else "")
-            + (" --centre-inputs" if centre_inputs else ""))
+            + (" --centre-inputs" if config["centre_inputs"] else "")
+            + (f" --attention-smoothing {config['attention_smoothing']:g}" if config.get("attention_smoothing") else ""))
 
 
 def _crops(images, indices):
@@ -360,7 +383,7 @@ def _validation_curve(score, curve, best):
 
 def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient=4, test_patients=12,
                       magnification=40, centre_inputs=True, test_images_per_patient=3, validation_patients=8,
-                      keep_best_epoch=False, what_helped=None, log=print):
+                      keep_best_epoch=False, attention_smoothing=0.0, what_helped=None, log=print):
     """Train the kit's weights on SYNTHETIC phantom patients and write them with a model card.
 
     ``kind``: "amil", "gated" or "cnn". ``validation_patients`` (x 2 images, seed
@@ -369,7 +392,8 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
     the epoch with the highest validation accuracy + localisation AUC (early stopping on the
     validation patients, never on the held-out ones). With ``settings.average_from`` the averaged
     weights are written and their validation scores are the card's ``validation_of_average``.
-    ``what_helped``: a sentence for the card.
+    ``attention_smoothing``: alpha of the attention scores' smoothing over the patch grid (A-MIL only;
+    :func:`course_lib.amil.model.smooth_over_grid`). ``what_helped``: a sentence for the card.
     Returns the card (with held-out metrics).
     """
     from course_lib.amil.data import patch_fractions, phantom_patients
@@ -380,9 +404,10 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
     train = phantom_patients(train_patients, images_per_patient, PHANTOM_TRAIN_SEED, magnification)
     test = phantom_patients(test_patients, test_images_per_patient, PHANTOM_TEST_SEED, magnification)
     labels, test_labels = train.table["label"].to_numpy(), test.table["label"].to_numpy()
+    config = model_config(kind == "gated", centre_inputs, attention_smoothing)
     if kind == "cnn":
-        if keep_best_epoch:
-            raise ValueError("keep_best_epoch scores attention maps: it is for A-MIL models, not the CNN baseline")
+        if keep_best_epoch or attention_smoothing:
+            raise ValueError("keep_best_epoch and attention_smoothing are for A-MIL models, not the CNN baseline")
         from course_lib.amil.explain import PatchCNN
 
         model = PatchCNN(centre_inputs=centre_inputs)
@@ -391,7 +416,7 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
         probabilities = predict_cnn(model, test.images)
         localisation, curve, best, validation_of_average = None, None, {}, None
     else:
-        model = AttentionMIL(gated=kind == "gated", centre_inputs=centre_inputs)
+        model = amil_from_config(config)
         curve, best, validation_of_average = [], {}, None
         if keep_best_epoch and not validation_patients:
             raise ValueError("keep_best_epoch needs validation patients")
@@ -418,9 +443,8 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
                   "gated": "gated attention MIL (Ilse et al. 2018)",
                   "cnn": "CNN baseline on whole 448x700 crops (course_lib.amil.explain.PatchCNN)"}[kind],
         "model_kind": "cnn" if kind == "cnn" else "amil",
-        "config": {"gated": kind == "gated", "centre_inputs": centre_inputs, "crop": list(CROP_SHAPE),
-                   "patch": PATCH_SIZE},
-        "deviations_from_the_study": _deviations(settings, centre_inputs)
+        "config": config,
+        "deviations_from_the_study": _deviations(settings, config)
         + ([f"epoch {best['epoch']} of {settings.epochs} kept on the validation patients (study: the last)"]
            if keep_best_epoch else []),
         "data": (f"SYNTHETIC phantoms from course_lib.amil.data.phantom_patients at {magnification}X: "
@@ -428,7 +452,7 @@ def train_phantom_kit(kind, out, settings, train_patients=40, images_per_patient
                  f"{test_patients} held-out patients x {test_images_per_patient} images (seed {PHANTOM_TEST_SEED})"),
         "command": (f"course-kit amil train --model {kind} --train-patients {train_patients} "
                     f"--images-per-patient {images_per_patient} --test-patients {test_patients} "
-                    + _training_options(settings, centre_inputs)
+                    + _training_options(settings, config)
                     + (f" --validation-patients {validation_patients}" if validation_patients != 8 else "")
                     + (" --keep-best-epoch" if keep_best_epoch else "")),
         "settings": settings_card(settings),
@@ -465,7 +489,7 @@ def _patient_level(table, test_fraction, seed, log):
 
 
 def train_per_magnification(table, out, settings=TrainSettings(), gated=False, centre_inputs=False,
-                            magnifications=None, test_fraction=0.3, split_seed=0, crop=CROP_SHAPE,
+                            attention_smoothing=0.0, magnifications=None, test_fraction=0.3, split_seed=0, crop=CROP_SHAPE,
                             n_bootstrap=1000, device="cpu", log=print):
     """The ``full`` profile: one A-MIL model per magnification, trained and scored on a patient-level split.
 
@@ -482,6 +506,8 @@ def train_per_magnification(table, out, settings=TrainSettings(), gated=False, c
         The study's recipe by default (20 epochs, lr 1e-4, one bag per step).
     magnifications : sequence of int, optional
         Those present in the table by default.
+    gated, centre_inputs, attention_smoothing
+        The model (:func:`model_config`); the study's by default.
     crop : (int, int)
         Bag crop; the study's 448 x 700 by default (smaller only to test quickly).
 
@@ -504,6 +530,7 @@ def train_per_magnification(table, out, settings=TrainSettings(), gated=False, c
     out.mkdir(parents=True, exist_ok=True)
     table = _patient_level(table, test_fraction, split_seed, log)
     magnifications = sorted(table["magnification"].unique()) if magnifications is None else magnifications
+    config = model_config(gated, centre_inputs, attention_smoothing, crop)
     rows = []
     for magnification in magnifications:
         part = table[table["magnification"] == int(magnification)]
@@ -516,7 +543,7 @@ def train_per_magnification(table, out, settings=TrainSettings(), gated=False, c
                 f"{len(test_rows)} test images ({test_rows['patient_id'].nunique()} patients)")
         start = time.perf_counter()
         make_deterministic(settings.seed, settings.threads)  # the same initialisation for every magnification
-        model = AttentionMIL(gated=gated, centre_inputs=centre_inputs)
+        model = amil_from_config(config)
         names = lambda rows: [Path(p).name for p in rows["path"]]  # noqa: E731
         history = train_amil(model, ImageBags(ImageFiles(train_rows["path"]), crop, names=names(train_rows)),
                              train_rows["label"].to_numpy(), settings, device=device, log=log)
@@ -537,13 +564,13 @@ def train_per_magnification(table, out, settings=TrainSettings(), gated=False, c
             "model": ("gated attention MIL (Ilse et al. 2018)" if gated
                       else "attention MIL (Ilse et al. 2018), non-gated, as in Patil et al. 2019"),
             "model_kind": "amil",
-            "config": {"gated": gated, "centre_inputs": centre_inputs, "crop": list(crop), "patch": PATCH_SIZE},
+            "config": config,
             "magnification": int(magnification),
-            "deviations_from_the_study": _deviations(settings, centre_inputs),
+            "deviations_from_the_study": _deviations(settings, config),
             "data": (f"BreakHis at {magnification}X, patient-level split: {len(train_rows)} training images of "
                      f"{train_rows['patient_id'].nunique()} patients, {len(test_rows)} test images of "
                      f"{test_rows['patient_id'].nunique()} patients"),
-            "command": ("course-kit amil train --per-magnification ROOT " + _training_options(settings, centre_inputs)
+            "command": ("course-kit amil train --per-magnification ROOT " + _training_options(settings, config)
                         + (" --model gated" if gated else "")),
             "settings": settings_card(settings),
             "steps": history["steps"],
