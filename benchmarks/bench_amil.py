@@ -6,6 +6,8 @@ References measured in the same run:
 - a bag (400 patches, 28 x 28, unfold) against a copy of the same 448 x 700 crop;
 - an augmented bag (turns + stain, ``augment_bag``) against building the bag;
 - an epoch over N bags: seconds building (and, augmented, transforming) bags vs seconds in the model;
+- a forward + backward pass with the attention scores smoothed over the grid (Sm, 10 steps) against the
+  same pass without;
 - batches of 4 padded bags against one bag per step: examples/s ratio, checked to
   give the same loss (one forward/backward over the same bags, same weights).
 Targets (issue 12): a bag in under 5 ms; an epoch not dominated by data loading.
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from timing import median_seconds
 
-from course_lib.amil.data import augment_bag, image_to_bag, pad_bags
+from course_lib.amil.data import augment_bag, grid_shape, image_to_bag, pad_bags
 from course_lib.amil.model import AttentionMIL, bag_nll
 from course_lib.amil.train import ImageBags, TrainSettings, train_amil
 
@@ -48,6 +50,19 @@ def main():
         total = history["data_seconds"] + history["model_seconds"]
         print(f"epoch over {args.bags} bags, one per step{', augmented' if augment else ''}: {total:.1f} s, of which "
               f"building bags {history['data_seconds']:.1f} s ({history['data_seconds'] / total:.1%})")
+
+    torch.manual_seed(0)
+    plain, smoothed = AttentionMIL(), AttentionMIL(grid=grid_shape(), attention_smoothing=0.5)
+    smoothed.load_state_dict(plain.state_dict())
+
+    def step(model):
+        model.zero_grad()
+        model(bag).logit.sum().backward()
+
+    plain_seconds = median_seconds(lambda: step(plain), repeats=10)
+    smoothed_seconds = median_seconds(lambda: step(smoothed), repeats=10)
+    print(f"forward + backward of one bag: {plain_seconds * 1e3:.1f} ms, with the scores smoothed over the grid "
+          f"{smoothed_seconds * 1e3:.1f} ms ({smoothed_seconds / plain_seconds:.2f}x)")
 
     bags = [image_to_bag(images[k]) for k in range(min(8, args.bags))]
     targets = torch.tensor(labels[:len(bags)], dtype=torch.float32)

@@ -36,6 +36,7 @@ def held_out():
 def test_amil_weights_classify_and_attend(held_out):
     model, card = load_kit_model(PRETRAINED / "amil_phantom_amil.pt")
     assert sum(p.numel() for p in model.parameters()) == 491_828
+    assert model.pooling.smoothing == card["config"]["attention_smoothing"]
     probability, attention = predict_bags(model, ImageBags(held_out.images))
     labels = held_out.table["label"].to_numpy()
     assert np.mean((probability >= 0.5) == labels) >= 0.75, probability
@@ -59,8 +60,8 @@ def test_amil_card_keeps_the_best_validation_epoch():
     best = max(range(len(curve)), key=lambda k: (round(totals[k], 6), k))  # the later epoch on a tie
     assert "--keep-best-epoch" in card["command"] and card["epoch_kept"] == curve[best]["epoch"]
     assert card["what_helped"]
-    # held-out patients (never used to choose the epoch): attention beats the CNN's Grad-CAM (0.785 on the same patches)
-    assert card["test_metrics"]["attention_localisation_auc"] >= 0.80 and card["test_metrics"]["accuracy"] >= 0.75
+    # the lesson's targets, on held-out patients that were never used to choose the epoch
+    assert card["test_metrics"]["attention_localisation_auc"] >= 0.80 and card["test_metrics"]["accuracy"] >= 0.85
 
 
 def test_amil_card_lists_every_recipe_tried_with_a_command_the_kit_runs():
@@ -79,6 +80,7 @@ def test_amil_card_lists_every_recipe_tried_with_a_command_the_kit_runs():
         assert args.model == "amil" and args.threads == 1, row["recipe"]
         assert f"{args.train_patients} patients" in row["recipe"] and f"seed {args.seed}" in row["recipe"]
         assert ("augmented" in row["recipe"]) == args.augment
+        assert ("smoothed" in row["recipe"]) == (args.attention_smoothing > 0)
         assert set(row["held_out"]) == set(targets)
         assert row["validation"] is None or set(row["validation"]) == set(targets)
 

@@ -27,3 +27,10 @@ def _(answer):
                     wrong_answers=(0.0, 37 / 400))
 def _(answer):
     return abs(float(answer) - 363 / 400) < 1e-6
+
+
+@EXERCISES.exercise("04.5", hint="Start from u = s. The patch has 4 neighbours and one of them scores 1; "
+                                 "then weigh its own score and that mean by 1 - alpha and alpha.",
+                    wrong_answers=(0.25, 0.5, 0.0))
+def _(answer):
+    return abs(float(answer) - 0.125) < 1e-6

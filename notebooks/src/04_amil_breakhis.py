@@ -15,6 +15,7 @@
 # - how an image becomes a bag of 400 patches with two `unfold`s, and how attention pooling works, step by step
 #   (checked against `course_lib` and, in the tests, against the maintained MIL library `torchmil`);
 # - why BreakHis must be split **by patient**, and how much an image-level split inflates accuracy;
+# - how smoothing the attention scores over the patch grid (not in the study) makes the map follow a tumour region;
 # - how to batch bags of different sizes with a mask, without changing a single gradient;
 # - how to score a saliency map against ground truth: localisation AUC of attention versus Grad-CAM;
 # - accuracy and AUC with patient-level bootstrap intervals, and a real MIL benchmark (UCSB breast bags)
@@ -24,7 +25,9 @@
 # and localization using multiple instance learning*, IEEE WIECON-ECE 2019; Ilse M., Tomczak J., Welling M.,
 # *Attention-based deep multiple instance learning*, ICML 2018; Spanhol F. et al., *A dataset for breast cancer
 # histopathological image classification*, IEEE TBME 63(7), 2016 (BreakHis); Gelasca E. D. et al., *Evaluation and
-# benchmark for biological image segmentation*, ICIP 2008 (UCSB bags); Selvaraju R. et al., *Grad-CAM*, ICCV 2017.
+# benchmark for biological image segmentation*, ICIP 2008 (UCSB bags); Selvaraju R. et al., *Grad-CAM*, ICCV 2017;
+# Castro-Macías F. M. et al., *Sm: enhanced localization in multiple instance learning for medical imaging
+# classification*, NeurIPS 2024 (arXiv:2410.03276).
 #
 # | profile | hardware | run time |
 # |---|---|---|
@@ -249,6 +252,39 @@ print(f"P(malignant) by hand {probability:.6f}, course_lib {output.probability[0
 assert torch.allclose(weights, output.attention[0], atol=1e-7)
 
 # %% [markdown]
+# **Smoothing the scores over the grid (not in the study).** Each patch is scored on its own, yet a tumour is a
+# region: a patch whose neighbours score high is probably tumour too, even when it looks like little (mucin, loose
+# stroma). The *Sm* operator of Castro-Macías et al. (NeurIPS 2024) pulls every score towards its neighbours' before
+# the softmax. Start from u = s and repeat ten times: u ← (1 − α) s + α · (mean of u over the patch's up, down, left
+# and right neighbours on the 16×25 grid), with α = 0.5. It adds no parameter: the model is the study's, with one step
+# more between the scores and the softmax. By hand on the scores above, then through `course_lib`:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from course_lib.amil.data import grid_shape
+
+
+def neighbour_sum(grid):
+    framed = torch.nn.functional.pad(grid, (1, 1, 1, 1))                    # a frame of zeros: no neighbour there
+    return framed[:-2, 1:-1] + framed[2:, 1:-1] + framed[1:-1, :-2] + framed[1:-1, 2:]
+
+
+rows, cols = grid_shape()                                                   # (16, 25)
+start = scores.reshape(rows, cols)
+count = neighbour_sum(torch.ones(rows, cols))                               # 2 in a corner, 3 on a side, 4 inside
+u = start
+for _ in range(10):
+    u = 0.5 * start + 0.5 * neighbour_sum(u) / count
+smoothed = AttentionMIL(grid=(rows, cols), attention_smoothing=0.5)
+smoothed.load_state_dict(model.state_dict())                                # the same weights
+with torch.no_grad():
+    smoothed_attention = smoothed(bag).attention[0]
+difference = (torch.softmax(u.flatten(), 0) - smoothed_attention).abs().max()
+print(f"smoothed scores: spread {start.std():.4f} -> {u.std():.4f}; max |attention difference| by hand vs "
+      f"course_lib {'< 1e-7' if difference < 1e-7 else f'{difference:.1e}'}")
+assert torch.allclose(torch.softmax(u.flatten(), 0), smoothed_attention, atol=1e-7)
+
+# %% [markdown]
 # ## 5. Batches of bags, with a mask
 #
 # The study trains one bag per step, because bags may differ in size. Padding them to the longest and masking the
@@ -291,14 +327,15 @@ print(f"SYNTHETIC demo: {history['steps']} steps, loss per epoch {[round(v, 4) f
 # %% [markdown]
 # A short run does not make a model. The kit's weights in `pretrained/` were trained by `course-kit amil train` (the
 # command and the data are on the model card) on SYNTHETIC patients drawn with another seed than the test patients.
-# **What helped, plainly:** patches mapped from [0, 1] to [−1, 1] before the first convolution, a learning rate
-# of 1e-3 instead of the study's 1e-4, and **training longer with early stopping on validation patients**. In our
-# runs with the study's [0, 1] inputs the loss stayed at 0.69 (chance) for two epochs at 1e-4 and three at 1e-3;
-# with centred inputs at 1e-3 it fell to 0.38 in two epochs (the card's `training_loss`). Accuracy then settles within
-# a few epochs, but the attention map does not: its localisation AUC swings from one epoch to the next (the card's
-# validation curve, printed below, is measured after every epoch on 8 more SYNTHETIC patients, seed 3). The kit keeps
-# the epoch with the best validation accuracy + localisation AUC; within a run, the held-out patients of section 7
-# are never used to choose. There is **no** extra loss term and the phantoms were not made easier.
+# **What helped, plainly:** patches mapped from [0, 1] to [−1, 1] before the first convolution, a learning rate of
+# 1e-3 instead of the study's 1e-4, **training longer with early stopping on validation patients**, and, the largest
+# gain, **smoothing the attention scores over the patch grid** (section 4; a change to the study's model, without a
+# parameter). In our runs with the study's [0, 1] inputs the loss stayed at 0.69 (chance) for two epochs at 1e-4 and
+# three at 1e-3; with centred inputs at 1e-3 it fell to 0.44 in two epochs (the card's `training_loss`). Accuracy then
+# settles within a few epochs, but the attention map does not: its localisation AUC swings from one epoch to the next
+# (the card's validation curve, printed below, is measured after every epoch on 8 more SYNTHETIC patients, seed 3).
+# The kit keeps the epoch with the best validation accuracy + localisation AUC; within a run, the held-out patients of
+# section 7 are never used to choose. There is **no** extra loss term and the phantoms were not made easier.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -331,24 +368,32 @@ def scores(numbers):
     return f"{numbers['accuracy']:.3f} / {numbers['attention_localisation_auc']:.3f}"
 
 
-print(f"{'recipe (SYNTHETIC, 40X)':<62} {'validation acc / loc':<24} held-out acc / loc")
+print(f"{'recipe (SYNTHETIC, 40X)':<66} {'validation acc / loc':<24} held-out acc / loc")
 for row in card["recipes_tried"]:
-    print(f"{row['recipe']:<62} {scores(row['validation']):<24} {scores(row['held_out'])}")
+    print(f"{row['recipe']:<66} {scores(row['validation']):<24} {scores(row['held_out'])}")
 
 # %% [markdown]
-# Read the table for a trade-off, not for a winner. **No recipe reaches both of this lesson's targets** (accuracy
-# 0.85 and localisation 0.80 on held-out patients). **More training patients buy accuracy and cost localisation**:
-# with 36 or 48 patients held-out accuracy is 0.889, while localisation falls to 0.73–0.77, and the validation
-# patients show the same fall, so it is not chance in the test set. The bag label needs only the most telling
-# patches; with more data the features specialise in those, and the rest of the tumour is ranked no higher than
-# normal tissue. The study's own learning rate, 1e-4 (with centred inputs), lets localisation settle at 0.67 on the
-# validation patients within ten epochs, as the cosine schedule did: the better maps are visited by a fast, noisy
-# optimiser, not converged to. Also tried on the same validation patients and not kept: the gated variant (0.66–0.77
-# over 8 epochs), leaving out a random half or three quarters of each bag's patches at every step (0.65–0.72), and a
-# bonus on the attention's entropy (weights 0.02 and 0.1: no better localisation, lower accuracy at 0.1). The kit
-# ships the first row, which meets the localisation target and misses the accuracy one. A caution about the
-# held-out column: we looked at it for every row, so picking the row with the best held-out numbers would be
-# choosing on the test patients; read it as a measurement of each recipe.
+# Read the table from the top. The first four rows add one step to the model, the smoothing of section 4; the fifth is
+# the same recipe without it (the weights the kit shipped before). **Smoothing raises localisation for every training
+# seed**: on the held-out patients 0.85–0.93 with it against 0.68–0.82 without, and the validation patients show the
+# same rise (0.91–0.95, against 0.85 for the one seed recorded without). **Accuracy still depends on the seed**
+# (0.81–0.86 with smoothing, 0.75–0.86 without). The kit ships seed 1: it has the best validation score of the three
+# seeds, and on the held-out patients it meets both of this lesson's targets (accuracy 0.85, localisation 0.80). Seed
+# 2 misses the accuracy target (0.806), so read "meets both" as true of these weights, not of every run of the recipe.
+#
+# The rows without smoothing showed a trade-off: more training patients raised accuracy to 0.889 and lowered
+# localisation to 0.73–0.77, on validation too. The bag label needs only the most telling patches, so with more data
+# the rest of the tumour is ranked like normal tissue. Smoothing lets a patch borrow its neighbours' scores: in the one
+# run with 48 patients and smoothing, localisation stays at 0.957 (validation 0.957). Its validation total was lower,
+# so it was not kept. Also tried without smoothing and not kept, on the same validation patients:
+# - the study's learning rate 1e-4 with centred inputs (localisation settles at 0.67);
+# - the gated variant (0.66–0.77 over 8 epochs);
+# - leaving out a random half or three quarters of each bag's patches at every step (0.65–0.72);
+# - a bonus on the attention's entropy (no better).
+#
+# A caution about the held-out column: we looked at it for every row. Picking the row with the best held-out numbers
+# would be choosing on the test patients, so the kit chose on validation only. Read the column as a measurement of
+# each recipe.
 
 # %% [markdown]
 # ## 7. Held-out SYNTHETIC patients: accuracy, and does attention find the tumour?
@@ -362,11 +407,15 @@ for row in card["recipes_tried"]:
 from course_lib.amil.data import patch_fractions
 from course_lib.amil.evaluate import bag_metrics, format_interval, localisation_auc
 from course_lib.amil.explain import gradcam_by_hand, patch_means
-from course_lib.amil.train import _crops, predict_bags, predict_cnn
+from course_lib.amil.model import smooth_over_grid
+from course_lib.amil.train import _crops, amil_from_config, predict_bags, predict_cnn
 
 test_labels = test_set.table["label"].to_numpy()
 patients = test_set.table["patient_id"].to_numpy()
 amil_probability, attention = predict_bags(amil, ImageBags(test_set.images), device=device)
+unsmoothed = amil_from_config(dict(card["config"], attention_smoothing=0.0))   # the same weights, no Sm step
+unsmoothed.load_state_dict(amil.state_dict())
+_, unsmoothed_attention = predict_bags(unsmoothed, ImageBags(test_set.images), device=device)
 cnn_probability = predict_cnn(cnn, test_set.images, device=device)
 malignant = np.flatnonzero(test_labels == 1)
 fractions = [patch_fractions(test_set.masks[k]) for k in malignant]
@@ -384,6 +433,10 @@ for name, probability, patch_scores in (("A-MIL attention", amil_probability, [a
     print(f"SYNTHETIC held-out {name:16}: accuracy {format_interval(metrics['accuracy'], metrics['accuracy_ci'])}, "
           f"AUC {format_interval(metrics['auc'], metrics['auc_ci'])}, localisation AUC {localisation:.3f} "
           f"({len(per_bag)} malignant images)")
+unsmoothed_localisation, _ = localisation_auc([unsmoothed_attention[k] for k in malignant], fractions)
+smoothed_cams = [smooth_over_grid(torch.from_numpy(patch_means(c))[None], grid_shape(), 0.5)[0].numpy() for c in cams]
+print(f"controls: the same A-MIL weights without the smoothing step localise at {unsmoothed_localisation:.3f}; "
+      f"Grad-CAM's patch means smoothed by the same Sm step at {localisation_auc(smoothed_cams, fractions)[0]:.3f}")
 better = max(results, key=lambda name: results[name][1])
 print(f"localises better on these phantoms: {better}; "
       f"classifies better (AUC): {max(results, key=lambda name: results[name][0]['auc'])}")
@@ -410,17 +463,20 @@ print(f"localisation AUC, attention minus Grad-CAM: {gap.mean():+.3f} "
       f"attention higher on {int((gap > 0).sum())}/{len(gap)} images")
 
 # %% [markdown]
-# Read these lines as a measurement of the study's claim, on data where the answer is known. With the kit's weights
-# the attention's localisation AUC is above the CNN's Grad-CAM and above the lesson's 0.80 mark, at the same held-out
-# accuracy (below the 0.85 this lesson aimed for) and a higher AUC. But the paired bootstrap puts the difference at a
-# few hundredths with an interval that spans zero, and attention wins on only half of the images: on 6 malignant
-# held-out patients the two maps cannot be told apart, so the study's claim is neither confirmed nor refuted here.
-# Section 6 says what the number cost: it is one epoch of a run in which localisation swings by more than 0.1 from
-# epoch to epoch, kept because it was the best on validation patients, from the best of three training seeds (the
-# other two localise at 0.75 and 0.67 on these patients), and the recipes that classify better localise worse. Attention is trained only to make the *bag*
-# decision; nothing asks it to cover the whole tumour, and in a field that is half tumour a few telling patches are
-# enough. Both models are small and briefly trained: more training, another CNN or more patients can change the
-# verdict, which is the point of measuring it (`course-kit amil train --help`).
+# Read these lines as a measurement of the study's claim, on data where the answer is known. With the kit's weights,
+# attention localises better than the CNN's Grad-CAM, 0.929 against 0.785. The paired patient bootstrap puts the
+# difference above zero, and attention is higher on 17 of the 18 images. Accuracy and AUC are higher too. So on these
+# phantoms the claim holds, **for smoothed attention**. The control line says what that qualifier means:
+# - the same weights without the smoothing step localise at 0.728, below Grad-CAM: the map is only as good as it is
+#   because the scores are smoothed;
+# - Grad-CAM's patch means smoothed by the same step reach 0.816, still below attention. Smoothing alone does not
+#   make the difference: the smoothed model learned scores worth smoothing;
+# - the study's plain attention (section 6, fifth row of the table) localised at 0.815 against 0.785, with a paired
+#   interval that spanned zero: the claim was neither confirmed nor refuted there.
+#
+# Limits: 6 malignant held-out patients is few, the phantoms are not patients, and both models are small and briefly
+# trained. Another CNN, more epochs or another seed can change the verdict, which is the point of measuring it
+# (`course-kit amil train --help`).
 #
 # ## 8. The maps, side by side
 #
@@ -570,12 +626,14 @@ else:
 #   64,128 more. Padded bags with a mask train in batches with exactly the gradients of one bag at a time.
 # - Split BreakHis by patient: an image-level split lets even a mean-colour nearest neighbour "succeed" by
 #   recognising slides.
+# - Smoothing the attention scores over the patch grid (the Sm operator, not in the study, no parameters) lets a
+#   patch borrow its neighbours' scores. It raised held-out localisation for every training seed tried (0.85–0.93
+#   against 0.68–0.82).
 # - On held-out SYNTHETIC patients the kit measures accuracy, AUC and localisation AUC of attention against Grad-CAM
-#   of a CNN baseline, on the same patches. With the kit's weights (early-stopped on validation patients) attention
-#   localises a little better than Grad-CAM at equal accuracy, but the paired interval of the difference spans zero:
-#   on 6 malignant patients the study's claim is neither confirmed nor refuted. Attention localisation is not stable
-#   during training, and no recipe tried reaches both targets: more training patients raise held-out accuracy to
-#   0.889 and lower localisation to 0.73–0.77. Every recipe and its numbers are on the model card.
+#   of a CNN baseline, on the same patches. The kit's weights (early-stopped on validation patients) reach accuracy
+#   0.861 and localisation 0.929, against Grad-CAM's 0.785; the paired interval of the difference is above zero.
+#   Without the smoothing step the same weights localise at 0.728. Accuracy still depends on the training seed
+#   (0.81–0.86). Every recipe tried, and its numbers, is on the model card.
 # - On the real UCSB bags, attention is no better than a mean-pooling logistic regression.
 # - On 13 real BreakHis images the phantom-trained model is a demonstration only (about chance).
 #
@@ -622,3 +680,13 @@ EXERCISES.check("04.3", answer)
 answer = (400 - 37) / 400
 # END SOLUTION
 EXERCISES.check("04.4", answer)
+
+# %% [markdown]
+# **04.5.** Smoothing by hand: the scores are 1 on patch (8, 12) of the 16×25 grid and 0 everywhere else. After
+# **one** step of u ← (1 − α) s + α · (mean of u over the 4 neighbours), with α = 0.5, what is u at (8, 13)?
+
+# %%
+# BEGIN SOLUTION
+answer = 0.5 * 0.0 + 0.5 * (1.0 / 4)
+# END SOLUTION
+EXERCISES.check("04.5", answer)
