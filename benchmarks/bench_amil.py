@@ -75,7 +75,7 @@ def main():
             model.zero_grad()
             loss = bag_nll(model(bag).probability, y[None]).sum()
             loss.backward()
-            total_loss += float(loss)
+            total_loss += float(loss.detach())
         return total_loss / len(bags)
 
     def batched(size=4):
