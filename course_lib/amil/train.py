@@ -274,13 +274,14 @@ def _deviations(settings, config):
 
 def _training_options(settings, config):
     """The ``course-kit amil train`` options that give ``settings`` and the model ``config``."""
+    smoothing = config.get("attention_smoothing", 0.0)
     return (f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
             f"--batch-size {settings.batch_size} --seed {settings.seed} --threads {settings.threads}"
             + (f" --lr-schedule {settings.lr_schedule}" if settings.lr_schedule != "constant" else "")
             + (" --augment" if settings.augment else "")
             + (f" --average-from {settings.average_from}" if settings.average_from else "")
             + (" --centre-inputs" if config["centre_inputs"] else "")
-            + (f" --attention-smoothing {config['attention_smoothing']:g}" if config.get("attention_smoothing") else ""))
+            + (f" --attention-smoothing {smoothing:g}" if smoothing else ""))
 
 
 def _crops(images, indices):
@@ -489,8 +490,8 @@ def _patient_level(table, test_fraction, seed, log):
 
 
 def train_per_magnification(table, out, settings=TrainSettings(), gated=False, centre_inputs=False,
-                            attention_smoothing=0.0, magnifications=None, test_fraction=0.3, split_seed=0, crop=CROP_SHAPE,
-                            n_bootstrap=1000, device="cpu", log=print):
+                            attention_smoothing=0.0, magnifications=None, test_fraction=0.3, split_seed=0,
+                            crop=CROP_SHAPE, n_bootstrap=1000, device="cpu", log=print):
     """The ``full`` profile: one A-MIL model per magnification, trained and scored on a patient-level split.
 
     Parameters
