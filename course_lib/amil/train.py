@@ -259,7 +259,7 @@ def settings_card(settings):
 
 def _deviations(settings, config):
     """What ``settings`` and the model ``config`` change in the study's recipe, one phrase each, for a model card."""
-    smoothing = config.get("attention_smoothing", 0.0)
+    smoothing = config["attention_smoothing"]
     return (([] if not config["centre_inputs"] else ["inputs mapped from [0, 1] to [-1, 1]"])
             + ([f"attention scores smoothed over the patch grid before the softmax (Sm operator of Castro-Macias "
                 f"et al. 2024, alpha {smoothing:g}; study: none)"] if smoothing else [])
@@ -274,7 +274,7 @@ def _deviations(settings, config):
 
 def _training_options(settings, config):
     """The ``course-kit amil train`` options that give ``settings`` and the model ``config``."""
-    smoothing = config.get("attention_smoothing", 0.0)
+    smoothing = config["attention_smoothing"]
     return (f"--epochs {settings.epochs} --learning-rate {settings.learning_rate:g} "
             f"--batch-size {settings.batch_size} --seed {settings.seed} --threads {settings.threads}"
             + (f" --lr-schedule {settings.lr_schedule}" if settings.lr_schedule != "constant" else "")

@@ -262,6 +262,7 @@ assert torch.allclose(weights, output.attention[0], atol=1e-7)
 # %%
 # NBVAL_CHECK_OUTPUT
 from course_lib.amil.data import grid_shape
+from course_lib.amil.model import SMOOTHING_STEPS
 
 
 def neighbour_sum(grid):
@@ -273,7 +274,7 @@ rows, cols = grid_shape()                                                   # (1
 start = scores.reshape(rows, cols)
 count = neighbour_sum(torch.ones(rows, cols))                               # 2 in a corner, 3 on a side, 4 inside
 u = start
-for _ in range(10):
+for _ in range(SMOOTHING_STEPS):                                            # 10
     u = 0.5 * start + 0.5 * neighbour_sum(u) / count
 smoothed = AttentionMIL(grid=(rows, cols), attention_smoothing=0.5)
 smoothed.load_state_dict(model.state_dict())                                # the same weights
@@ -434,7 +435,8 @@ for name, probability, patch_scores in (("A-MIL attention", amil_probability, [a
           f"AUC {format_interval(metrics['auc'], metrics['auc_ci'])}, localisation AUC {localisation:.3f} "
           f"({len(per_bag)} malignant images)")
 unsmoothed_localisation, _ = localisation_auc([unsmoothed_attention[k] for k in malignant], fractions)
-smoothed_cams = [smooth_over_grid(torch.from_numpy(patch_means(c))[None], grid_shape(), 0.5)[0].numpy() for c in cams]
+smoothed_cams = [smooth_over_grid(torch.from_numpy(patch_means(c))[None], amil.pooling.grid,  # the kit model's Sm
+                                  amil.pooling.smoothing)[0].numpy() for c in cams]
 print(f"controls: the same A-MIL weights without the smoothing step localise at {unsmoothed_localisation:.3f}; "
       f"Grad-CAM's patch means smoothed by the same Sm step at {localisation_auc(smoothed_cams, fractions)[0]:.3f}")
 better = max(results, key=lambda name: results[name][1])
